@@ -1,0 +1,50 @@
+"""The Litestar application, built around a container from ``infrastructure.bootstrap``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+
+from api.auth import PUBLIC_PATHS, BearerKeyMiddleware, scope_guard
+from api.errors import EXCEPTION_HANDLERS
+from api.middleware import RequestLogMiddleware
+from api.response import ExactJSONResponse
+from api.routes.customers import CustomerController
+from api.routes.events import EventController
+from api.routes.health import health
+from infrastructure.bootstrap import Container
+
+
+def create_app(container: Container, *, follow: bool = True) -> Litestar:
+    """The HTTP app; with ``follow`` it also keeps the read models up to date."""
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if follow:
+            container.follower.start()
+        try:
+            yield
+        finally:
+            container.close()
+
+    app = Litestar(
+        route_handlers=[health, CustomerController, EventController],
+        middleware=[
+            RequestLogMiddleware,
+            DefineMiddleware(BearerKeyMiddleware, exclude=PUBLIC_PATHS),
+        ],
+        guards=[scope_guard],
+        exception_handlers=EXCEPTION_HANDLERS,
+        response_class=ExactJSONResponse,
+        request_max_body_size=container.settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="ledger", version="0.1.0", path="/schema"),
+        lifespan=[lifespan],
+        logging_config=None,
+        debug=False,
+    )
+    app.state.container = container
+    return app

@@ -1,0 +1,94 @@
+"""``ledger demo``: start the service on the SQLite default and show it doing its job."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import uvicorn
+
+from api.app import create_app
+from infrastructure.bootstrap import build
+from infrastructure.logging import configure_logging
+from infrastructure.settings import Settings
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def run_demo(host: str, port: int, *, keep_serving: bool = True) -> int:
+    key = os.environ.get("LEDGER_BOOTSTRAP_API_KEY") or f"demo-{secrets.token_hex(16)}"
+    env = {**os.environ, "LEDGER_BOOTSTRAP_API_KEY": key}
+    settings = Settings.from_env(env)
+    configure_logging("console", "warning")
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(build(settings)), host=host, port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://{host}:{port}"
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http:
+        _wait_healthy(http)
+        _script(http, settings)
+    if keep_serving and os.environ.get("LEDGER_DEMO_EXIT") != "1":
+        _say(f"\nThe service keeps running at {base} (key: {key}). Ctrl-C stops it.")
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            pass
+    server.should_exit = True
+    thread.join(timeout=15)
+    return 0
+
+
+def _wait_healthy(http: httpx.Client) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if http.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("ledger demo: the service did not become healthy in 30 s")
+
+
+def _script(http: httpx.Client, settings: Settings) -> None:
+    _say(f"ledger is serving on {http.base_url} with {settings.database_url}")
+    customer = _call(http, "POST", "/customers", {"email": "ada@example.com", "name": "Ada"})
+    cid = customer["customer_id"]
+    _say(f"created customer {cid}")
+    now = datetime.now(UTC)
+    run = secrets.token_hex(4)
+    events: list[dict[str, Any]] = [
+        {"event_id": f"demo-{run}-{i}", "customer_id": cid, "event_name": "api.call",
+         "timestamp": (now - timedelta(seconds=i)).isoformat(),
+         "metadata": {"tokens": 1000 + i, "cost": "0.1" if i % 2 else 0.25}}
+        for i in range(5)
+    ]
+    events.append({"event_id": f"demo-{run}-old", "customer_id": cid, "event_name": "api.call",
+                   "timestamp": (now - timedelta(days=30)).isoformat()})
+    first = _call(http, "POST", "/events/ingest", {"events": events})
+    _say(f"ingested {first['ingested_count']} events; rejected: "
+         + ", ".join(f"#{r['index']} {r['code']}" for r in first["rejected"]))
+    again = _call(http, "POST", "/events/ingest", {"events": events[:5]})
+    _say(f"sent the same 5 again: ingested {again['ingested_count']}, "
+         f"{len(again['duplicates'])} reported as duplicates")
+    listed = _call(http, "GET", f"/events?customer_id={cid}&page_size=10", None)
+    _say(f"GET /events?customer_id={cid} lists {len(listed['items'])} events:")
+    for item in listed["items"]:
+        _say(f"  {item['event_id']}  {item['timestamp']}  {item['metadata']}")
+
+
+def _call(http: httpx.Client, method: str, path: str, body: object) -> Any:
+    response = http.request(method, path, json=body)
+    if response.status_code >= 400:
+        raise SystemExit(f"ledger demo: {method} {path} -> {response.status_code} {response.text}")
+    return response.json()

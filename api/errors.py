@@ -1,0 +1,86 @@
+"""Every error leaves as JSON with a machine-readable code; a 500 is a bug and is logged."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from api.response import ExactJSONResponse
+from api.schemas import ErrorRead
+from application.errors import (
+    ConflictRetryExhaustedError,
+    InvalidRequestError,
+    LedgerError,
+    NotFoundError,
+    UnavailableError,
+)
+from domain.errors import DomainError
+
+log = structlog.get_logger(__name__)
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (NotFoundError, 404),
+    (InvalidRequestError, 422),
+    (UnavailableError, 503),
+    (ConflictRetryExhaustedError, 503),
+    (LedgerError, 400),
+    (DomainError, 422),
+)
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type",
+    429: "too_many_requests", 503: "unavailable",
+}
+_PATH = re.compile(r"at `(\$[^`]*)`")
+
+
+def error_response(status: int, code: str, message: str, **detail: Any) -> Response[Any]:
+    body = ErrorRead(code=code, message=message, detail=detail or None)
+    return ExactJSONResponse(body, status_code=status)
+
+
+def ledger_error(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    status = next(s for kind, s in _STATUS if isinstance(error, kind))
+    detail = getattr(error, "detail", None) or {}
+    message = getattr(error, "message", str(error))
+    return error_response(status, getattr(error, "code", "error"), message, **detail)
+
+
+def body_error(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    message = str(error)
+    if isinstance(error, msgspec.ValidationError):
+        match = _PATH.search(message)
+        path = match.group(1) if match else "$"
+        return error_response(422, "invalid_request", message, path=path)
+    return error_response(400, "invalid_json", f"request body is not valid JSON: {message}")
+
+
+def http_error(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    if isinstance(error, ValidationException):
+        return error_response(400, "invalid_parameter", str(error.detail),
+                              errors=error.extra or None)
+    code = _HTTP_CODES.get(status, f"http_{status}")
+    return error_response(status, code, str(error.detail))
+
+
+def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    log.exception("unhandled_error", path=request.url.path, error=str(error))
+    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error",
+                          "an internal error occurred; it has been logged")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    LedgerError: ledger_error,
+    DomainError: ledger_error,
+    msgspec.DecodeError: body_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

@@ -1,0 +1,92 @@
+"""Usage events: ``POST /events/ingest``, ``GET /events/{id}``, ``GET /events``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from api.response import ExactJSONResponse
+from api.routes.common import PageNumber, business_of, container_of, moment
+from api.schemas import DuplicateRead, EventRead, IngestCreate, IngestRead, Page, RejectedRead, decode
+from application.ledger import EventInput, IngestOutcome
+from application.ports import EventQuery, UsageEventView
+from infrastructure.keys import Principal
+
+EventPageSize = Annotated[int, Parameter(ge=1, le=1000, description="items per page, 1 to 1000")]
+
+
+def event_read(view: UsageEventView) -> EventRead:
+    return EventRead(
+        business_id=view.business_id,
+        customer_id=view.customer_id,
+        event_id=view.event_id,
+        event_name=view.event_name,
+        timestamp=view.timestamp,
+        metadata=view.metadata,
+    )
+
+
+def ingest_read(outcome: IngestOutcome) -> IngestRead:
+    return IngestRead(
+        ingested_count=outcome.ingested_count,
+        duplicates=[DuplicateRead(d.index, d.event_id) for d in outcome.duplicates],
+        rejected=[RejectedRead(r.index, r.event_id, r.code, r.message) for r in outcome.rejected],
+    )
+
+
+class EventController(Controller):
+    path = "/events"
+    tags = ["usage events"]  # noqa: RUF012
+
+    @post(
+        "/ingest",
+        opt={"scope": "ingest"},
+        summary="Ingest 1 to 1,000 usage events; each event_id counts at most once",
+        responses={},
+    )
+    async def ingest(self, request: Request[Principal, Any, Any]) -> Response[IngestRead]:
+        data = decode(await request.body(), IngestCreate)
+        events = [
+            EventInput(e.event_id, e.customer_id, e.event_name, e.timestamp, e.metadata)
+            for e in data.events
+        ]
+        container = container_of(request)
+        business = business_of(request)
+        outcome = await anyio.to_thread.run_sync(
+            lambda: container.ledger.ingest(business, events, container.clock())
+        )
+        # Only a request with no good event at all is refused as a whole.
+        status = 422 if len(outcome.rejected) == len(events) else 200
+        return ExactJSONResponse(ingest_read(outcome), status_code=status)
+
+    @get("/{event_id:str}", summary="Retrieve a usage event", sync_to_thread=True)
+    def retrieve(self, request: Request[Principal, Any, Any], event_id: str) -> EventRead:
+        view = container_of(request).ledger.usage_event(business_of(request), event_id)
+        return event_read(view)
+
+    @get("/", summary="List usage events, newest first", sync_to_thread=True)
+    def list_events(  # noqa: PLR0913
+        self,
+        request: Request[Principal, Any, Any],
+        page_number: PageNumber = 0,
+        page_size: EventPageSize = 10,
+        customer_id: str | None = None,
+        event_name: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> Page[EventRead]:
+        container = container_of(request)
+        query = EventQuery(
+            business_id=business_of(request),
+            customer_id=customer_id,
+            event_name=event_name,
+            start=moment(start),
+            end=moment(end),
+            page_number=page_number,
+            page_size=page_size,
+        )
+        container.wait_for_reads()
+        return Page(items=[event_read(v) for v in container.event_index.list_events(query)])

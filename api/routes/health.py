@@ -1,0 +1,27 @@
+"""``GET /health``: 200 once the service can serve, 503 with the reason when it cannot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+
+from api.response import ExactJSONResponse
+from api.routes.common import container_of
+from api.schemas import HealthRead
+
+
+@get("/health", opt={"public": True}, sync_to_thread=True, summary="Liveness and readiness")
+def health(request: Request[Any, Any, Any]) -> Response[HealthRead]:
+    container = container_of(request)
+    problem = container.database_problem()
+    if problem is not None:
+        body = HealthRead(status="unavailable", database="unreachable", reason=problem)
+        return ExactJSONResponse(body, status_code=503)
+    body = HealthRead(
+        status="ok",
+        database="ok",
+        projection_position=container.follower.position,
+        log_position=container.ledger.recorder.max_notification_id() or 0,
+    )
+    return ExactJSONResponse(body, status_code=200)

@@ -1,0 +1,99 @@
+"""Wire shapes, as the dodopayments SDK's ``types/`` define them, plus our extensions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+MetadataOut = dict[str, str | bool | int | Decimal]
+
+
+class EventCreate(msgspec.Struct):
+    event_id: str
+    customer_id: str
+    event_name: str
+    timestamp: str | None = None
+    # Checked per event (flat values, sizes) so one bad event does not sink the batch.
+    metadata: dict[str, Any] | None = None
+
+
+class IngestCreate(msgspec.Struct):
+    events: list[EventCreate]
+
+
+class DuplicateRead(msgspec.Struct):
+    index: int
+    event_id: str
+
+
+class RejectedRead(msgspec.Struct):
+    index: int
+    event_id: str
+    code: str
+    message: str
+
+
+class IngestRead(msgspec.Struct):
+    ingested_count: int
+    duplicates: list[DuplicateRead]
+    rejected: list[RejectedRead]
+
+
+class EventRead(msgspec.Struct):
+    business_id: str
+    customer_id: str
+    event_id: str
+    event_name: str
+    timestamp: datetime
+    metadata: MetadataOut | None = None
+
+
+class CustomerCreate(msgspec.Struct):
+    email: str
+    name: str
+    phone_number: str | None = None
+    metadata: dict[str, Any] | None = None
+    preferred_locale: str | None = None
+
+
+class CustomerRead(msgspec.Struct):
+    business_id: str
+    created_at: datetime
+    customer_id: str
+    email: str
+    name: str
+    phone_number: str | None = None
+    metadata: MetadataOut | None = None
+
+
+class Page(msgspec.Struct, Generic[T]):
+    items: list[T]
+
+
+class ErrorRead(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    detail: dict[str, Any] | None = None
+
+
+class HealthRead(msgspec.Struct, omit_defaults=True):
+    status: str
+    database: str
+    projection_position: int | None = None
+    log_position: int | None = None
+    reason: str | None = None
+
+
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def decode(body: bytes, shape: type[T]) -> T:
+    """Decode a request body; every JSON number with a fraction becomes a Decimal."""
+    decoder = _decoders.get(shape)
+    if decoder is None:
+        decoder = _decoders[shape] = msgspec.json.Decoder(shape, float_hook=Decimal)
+    return decoder.decode(body)  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""Applications (commands), projections (read side) and the services around them."""

@@ -1,0 +1,114 @@
+"""Follows the notification log in batches and feeds a projection.
+
+The library's ``ProjectionRunner`` handles one event per transaction and needs
+``subscribe()``, which the SQLite recorder lacks. A follower instead reads
+``select_notifications`` in batches, hands each batch to the projection, and
+the projection writes its rows and the batch's last position in one
+transaction. Polling covers SQLite and lost LISTEN/NOTIFY wake-ups alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Tracking
+
+from application.ports import TrackedView
+
+log = structlog.get_logger(__name__)
+
+DomainEvent = DomainEventProtocol[UUID]
+
+
+class BatchProjection(Protocol):
+    name: str
+
+    @property
+    def view(self) -> TrackedView: ...
+
+    def process(self, events: Sequence[DomainEvent], tracking: Tracking) -> None: ...
+
+
+class LogFollower:
+    """Keeps one projection up to date with one application's log."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        projection: BatchProjection,
+        *,
+        batch_size: int = 1000,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.app = app
+        self.projection = projection
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def position(self) -> int:
+        return self.projection.view.max_tracking_id(self.app.name) or 0
+
+    def catch_up(self) -> int:
+        """Process everything committed so far; return how many events were processed."""
+        processed = 0
+        while True:
+            count = self._step()
+            processed += count
+            if count < self.batch_size:
+                return processed
+
+    def _step(self) -> int:
+        notifications = self.app.recorder.select_notifications(
+            start=self.position, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        to_domain_event = self.app.mapper.to_domain_event
+        events = [to_domain_event(n) for n in notifications]
+        self.projection.process(events, Tracking(self.app.name, notifications[-1].id))
+        return len(notifications)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"follower-{self.projection.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = self.poll_interval
+        while not self._stopping.is_set():
+            try:
+                count = self._step()
+            except Exception as error:  # noqa: BLE001 - keep following; the store may come back
+                self.error = error
+                log.warning("projection_step_failed", projection=self.projection.name, error=str(error))
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.error = None
+            backoff = self.poll_interval
+            if count < self.batch_size:
+                self._stopping.wait(self.poll_interval)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wait_for(self, notification_id: int | None, timeout: float) -> bool:
+        """Block until the projection has reached ``notification_id``; False on timeout."""
+        try:
+            self.projection.view.wait(self.app.name, notification_id, timeout=timeout)
+        except TimeoutError:
+            return False
+        return True

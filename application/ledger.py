@@ -1,0 +1,250 @@
+"""The ledger application: customers and usage events, appended to one log."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Recorder
+
+from application.errors import (
+    BatchSizeError,
+    ConflictRetryExhaustedError,
+    DuplicateEventInRequestError,
+    NotFoundError,
+)
+from application.ports import CustomerView, StoredIdentities, UsageEventView
+from domain.customer import Customer, check_customer_fields, customer_aggregate_id
+from domain.errors import DomainError
+from domain.metadata import validate_metadata
+from domain.usage import (
+    TimeWindow,
+    UsageEvent,
+    check_event_id,
+    check_event_name,
+    parse_timestamp,
+    usage_event_id,
+)
+
+MAX_BATCH = 1000
+MAX_SAVE_ATTEMPTS = 8
+_KNOWN_CUSTOMERS_CAP = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    event_id: str
+    customer_id: str
+    event_name: str
+    timestamp: str | None = None
+    metadata: Mapping[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    event_id: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    index: int
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    ingested_count: int
+    duplicates: tuple[Duplicate, ...]
+    rejected: tuple[Rejection, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    index: int
+    source: EventInput
+    fields: dict[str, Any]
+
+
+class UnknownCustomerError(DomainError):
+    code = "unknown_customer"
+
+
+class Ledger(Application[UUID]):
+    """Commands over customers and usage events. The log is the truth."""
+
+    name = "ledger"
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        identities: Callable[[Recorder], StoredIdentities],
+        window: TimeWindow,
+    ) -> None:
+        super().__init__(env)
+        self._identities = identities(self.recorder)
+        self.window = window
+        # Customers are never deleted, so a positive answer may be remembered.
+        self._known_customers: set[UUID] = set()
+
+    # Customers
+
+    def register_customer(  # noqa: PLR0913
+        self,
+        business_id: str,
+        *,
+        email: str,
+        name: str,
+        phone_number: str | None,
+        metadata: Mapping[str, object] | None,
+        now: datetime,
+    ) -> CustomerView:
+        check_customer_fields(email, name)
+        customer = Customer(
+            business_id=business_id,
+            customer_id=f"cus_{secrets.token_hex(12)}",
+            email=email.strip(),
+            name=name.strip(),
+            phone_number=phone_number,
+            metadata=validate_metadata(metadata),
+            created_at=now,
+        )
+        self.save(customer)
+        self._known_customers.add(customer.id)
+        return customer_view(customer)
+
+    def customer(self, business_id: str, customer_id: str) -> CustomerView:
+        try:
+            customer: Customer = self.repository.get(
+                customer_aggregate_id(business_id, customer_id)
+            )
+        except AggregateNotFoundError:
+            raise NotFoundError(f"customer {customer_id!r} not found") from None
+        return customer_view(customer)
+
+    # Usage events
+
+    def usage_event(self, business_id: str, event_id: str) -> UsageEventView:
+        try:
+            usage: UsageEvent = self.repository.get(usage_event_id(business_id, event_id))
+        except AggregateNotFoundError:
+            raise NotFoundError(f"event {event_id!r} not found") from None
+        return usage_view(usage)
+
+    def ingest(
+        self, business_id: str, events: Sequence[EventInput], now: datetime
+    ) -> IngestOutcome:
+        """Record each good event at most once; report duplicates and rejections."""
+        check_batch(events)
+        accepted, rejected = self._validate(business_id, events, now)
+        pending = {usage_event_id(business_id, a.source.event_id): a for a in accepted}
+        duplicates: list[Duplicate] = []
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            for known in self._identities.existing(pending.keys()):
+                dup = pending.pop(known)
+                duplicates.append(Duplicate(dup.index, dup.source.event_id))
+            # Built afresh on every attempt: a failed save has drained the old ones.
+            fresh = [UsageEvent(business_id=business_id, **a.fields) for a in pending.values()]
+            try:
+                recordings = self.save(*fresh) if fresh else []
+            except IntegrityError:
+                continue  # a concurrent writer got some of them first; look again
+            written = len({r.domain_event.originator_id for r in recordings})
+            return IngestOutcome(
+                ingested_count=written,
+                duplicates=tuple(sorted(duplicates, key=lambda d: d.index)),
+                rejected=tuple(rejected),
+            )
+        raise ConflictRetryExhaustedError("concurrent writers kept colliding; retry the request")
+
+    def _validate(
+        self, business_id: str, events: Sequence[EventInput], now: datetime
+    ) -> tuple[list[_Accepted], list[Rejection]]:
+        accepted: list[_Accepted] = []
+        rejected: list[Rejection] = []
+        for index, source in enumerate(events):
+            try:
+                fields = self._check_event(business_id, source, now)
+            except DomainError as error:
+                rejected.append(Rejection(index, source.event_id, error.code, error.message))
+            else:
+                accepted.append(_Accepted(index, source, fields))
+        return accepted, rejected
+
+    def _check_event(self, business_id: str, source: EventInput, now: datetime) -> dict[str, Any]:
+        check_event_id(source.event_id)
+        check_event_name(source.event_name)
+        timestamp = now if source.timestamp is None else parse_timestamp(source.timestamp)
+        self.window.check(timestamp, now)
+        metadata = validate_metadata(source.metadata)
+        if not self._customer_exists(business_id, source.customer_id):
+            raise UnknownCustomerError(f"customer {source.customer_id!r} does not exist")
+        return {
+            "event_id": source.event_id,
+            "customer_id": source.customer_id,
+            "event_name": source.event_name,
+            "timestamp": timestamp,
+            "metadata": metadata,
+            "received_at": now,
+        }
+
+    def _customer_exists(self, business_id: str, customer_id: str) -> bool:
+        aggregate_id = customer_aggregate_id(business_id, customer_id)
+        if aggregate_id in self._known_customers:
+            return True
+        if not self.recorder.select_events(aggregate_id, limit=1):
+            return False
+        if len(self._known_customers) >= _KNOWN_CUSTOMERS_CAP:
+            self._known_customers.clear()
+        self._known_customers.add(aggregate_id)
+        return True
+
+
+def check_batch(events: Sequence[EventInput]) -> None:
+    if not 1 <= len(events) <= MAX_BATCH:
+        raise BatchSizeError(
+            f"a request carries 1 to {MAX_BATCH} events, not {len(events)}", count=len(events)
+        )
+    seen: dict[str, int] = {}
+    for index, source in enumerate(events):
+        if source.event_id in seen:
+            raise DuplicateEventInRequestError(
+                f"event_id {source.event_id!r} appears twice in the request "
+                f"(indexes {seen[source.event_id]} and {index})",
+                index=index,
+                event_id=source.event_id,
+            )
+        seen[source.event_id] = index
+
+
+def usage_view(usage: UsageEvent | UsageEvent.Recorded) -> UsageEventView:
+    """The read shape of a usage event, from the aggregate or from its event."""
+    return UsageEventView(
+        business_id=usage.business_id,
+        event_id=usage.event_id,
+        customer_id=usage.customer_id,
+        event_name=usage.event_name,
+        timestamp=usage.timestamp,
+        metadata=usage.metadata,
+    )
+
+
+def customer_view(customer: Customer | Customer.Registered) -> CustomerView:
+    """The read shape of a customer, from the aggregate or from its event."""
+    return CustomerView(
+        business_id=customer.business_id,
+        customer_id=customer.customer_id,
+        email=customer.email,
+        name=customer.name,
+        phone_number=customer.phone_number,
+        metadata=customer.metadata,
+        created_at=customer.created_at,
+    )

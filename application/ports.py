@@ -1,0 +1,87 @@
+"""What the applications need from infrastructure, as protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+
+from domain.metadata import Metadata
+
+
+class StoredIdentities(Protocol):
+    """Answers which aggregate ids already have events in the store."""
+
+    def existing(self, ids: Collection[UUID]) -> set[UUID]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEventView:
+    business_id: str
+    event_id: str
+    customer_id: str
+    event_name: str
+    timestamp: datetime
+    metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    business_id: str
+    customer_id: str
+    email: str
+    name: str
+    phone_number: str | None
+    metadata: Metadata
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    business_id: str
+    customer_id: str | None = None
+    event_name: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    page_number: int = 0
+    page_size: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerQuery:
+    business_id: str
+    email: str | None = None
+    name: str | None = None
+    created_at_gte: datetime | None = None
+    created_at_lte: datetime | None = None
+    page_number: int = 0
+    page_size: int = 10
+
+
+class TrackedView(Protocol):
+    """A read model that records its log position with its rows."""
+
+    def max_tracking_id(self, application_name: str) -> int | None: ...
+
+    def wait(
+        self, application_name: str, notification_id: int | None, timeout: float = 1.0
+    ) -> None: ...
+
+
+class EventIndex(TrackedView, Protocol):
+    """The read model behind event and customer listings."""
+
+    def record(
+        self,
+        events: Sequence[UsageEventView],
+        customers: Sequence[CustomerView],
+        tracking: Tracking,
+    ) -> None: ...
+
+    def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
+
+    def list_customers(self, query: CustomerQuery) -> list[CustomerView]: ...

@@ -1,0 +1,62 @@
+"""A customer of a business: whose usage is metered and billed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidCustomerError
+from domain.metadata import Metadata
+
+CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/customer")
+MAX_NAME_LENGTH = 255
+
+
+def customer_aggregate_id(business_id: str, customer_id: str) -> UUID:
+    """The aggregate id of ``customer_id`` within ``business_id``."""
+    return uuid5(CUSTOMER_NAMESPACE, f"{business_id}\x1f{customer_id}")
+
+
+class Customer(Aggregate):
+    class Registered(Aggregate.Created):
+        business_id: str
+        customer_id: str
+        email: str
+        name: str
+        phone_number: str | None
+        metadata: Metadata
+        created_at: datetime
+
+    @event(Registered)
+    def __init__(  # noqa: PLR0913
+        self,
+        business_id: str,
+        customer_id: str,
+        email: str,
+        name: str,
+        phone_number: str | None,
+        metadata: Metadata,
+        created_at: datetime,
+    ) -> None:
+        self.business_id = business_id
+        self.customer_id = customer_id
+        self.email = email
+        self.name = name
+        self.phone_number = phone_number
+        self.metadata = metadata
+        self.created_at = created_at
+
+    @staticmethod
+    def create_id(business_id: str, customer_id: str) -> UUID:
+        return customer_aggregate_id(business_id, customer_id)
+
+
+def check_customer_fields(email: str, name: str) -> None:
+    """A customer needs a plausible email and a non-blank name."""
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or len(email) > MAX_NAME_LENGTH or " " in email:
+        raise InvalidCustomerError(f"email {email[:60]!r} is not a valid address")
+    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise InvalidCustomerError(f"name must be 1 to {MAX_NAME_LENGTH} characters, not blank")

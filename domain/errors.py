@@ -1,0 +1,37 @@
+"""Domain errors: each names a rule that an input broke, with a machine-readable code."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A domain rule was broken. ``code`` is stable and machine-readable."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidMetadataError(DomainError):
+    code = "invalid_metadata"
+
+
+class InvalidTimestampError(DomainError):
+    code = "invalid_timestamp"
+
+
+class TimestampOutOfWindowError(DomainError):
+    code = "timestamp_out_of_window"
+
+
+class InvalidEventIdError(DomainError):
+    code = "invalid_event_id"
+
+
+class InvalidEventNameError(DomainError):
+    code = "invalid_event_name"
+
+
+class InvalidCustomerError(DomainError):
+    code = "invalid_customer"

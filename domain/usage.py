@@ -1,0 +1,120 @@
+"""A usage event: one thing a customer did, recorded once and never changed.
+
+The aggregate's id is derived from ``(business, event_id)``, so a second
+recording of the same event collides on the event store's primary key: the
+database, not memory, is what makes ingest idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import (
+    InvalidEventIdError,
+    InvalidEventNameError,
+    InvalidTimestampError,
+    TimestampOutOfWindowError,
+)
+from domain.metadata import Metadata
+
+USAGE_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/usage-event")
+MAX_ID_LENGTH = 255
+
+
+def usage_event_id(business_id: str, event_id: str) -> UUID:
+    """The aggregate id of ``event_id`` within ``business_id``; stable forever."""
+    return uuid5(USAGE_NAMESPACE, f"{business_id}\x1f{event_id}")
+
+
+class UsageEvent(Aggregate):
+    """A recorded usage event. Corrections are new events, never edits."""
+
+    class Recorded(Aggregate.Created):
+        business_id: str
+        event_id: str
+        customer_id: str
+        event_name: str
+        timestamp: datetime
+        metadata: Metadata
+        received_at: datetime
+
+    @event(Recorded)
+    def __init__(  # noqa: PLR0913
+        self,
+        business_id: str,
+        event_id: str,
+        customer_id: str,
+        event_name: str,
+        timestamp: datetime,
+        metadata: Metadata,
+        received_at: datetime,
+    ) -> None:
+        self.business_id = business_id
+        self.event_id = event_id
+        self.customer_id = customer_id
+        self.event_name = event_name
+        self.timestamp = timestamp
+        self.metadata = metadata
+        self.received_at = received_at
+
+    @staticmethod
+    def create_id(business_id: str, event_id: str) -> UUID:
+        return usage_event_id(business_id, event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """How far from the receive time an event's timestamp may lie."""
+
+    backdate: timedelta
+    future_skew: timedelta
+
+    def check(self, timestamp: datetime, now: datetime) -> None:
+        if timestamp < now - self.backdate:
+            raise TimestampOutOfWindowError(
+                f"timestamp {timestamp.isoformat()} is older than the backdate window "
+                f"({_describe(self.backdate)} before the receive time)"
+            )
+        if timestamp > now + self.future_skew:
+            raise TimestampOutOfWindowError(
+                f"timestamp {timestamp.isoformat()} is more than "
+                f"{_describe(self.future_skew)} in the future"
+            )
+
+
+def parse_timestamp(raw: str) -> datetime:
+    """Parse an ISO 8601 timestamp that names its zone; return it in UTC."""
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidTimestampError(f"timestamp {raw[:40]!r} is not ISO 8601") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidTimestampError(
+            f"timestamp {raw[:40]!r} has no zone; add 'Z' or an offset such as '+00:00'"
+        )
+    return parsed.astimezone(UTC)
+
+
+def check_event_id(event_id: str) -> None:
+    if not event_id.strip() or len(event_id) > MAX_ID_LENGTH:
+        raise InvalidEventIdError(f"event_id must be 1 to {MAX_ID_LENGTH} characters, not blank")
+
+
+def check_event_name(event_name: str) -> None:
+    if not event_name.strip() or len(event_name) > MAX_ID_LENGTH:
+        raise InvalidEventNameError(
+            f"event_name must be 1 to {MAX_ID_LENGTH} characters, not blank"
+        )
+
+
+def _describe(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"

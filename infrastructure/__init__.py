@@ -1,0 +1,1 @@
+"""Persistence wiring, read-model tables, settings, logging and the API key store."""

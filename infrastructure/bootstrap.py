@@ -1,0 +1,86 @@
+"""The composition root: one place wires store, applications, projections and keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+
+from application.event_index import EventIndexProjection
+from application.follower import LogFollower
+from application.ledger import Ledger
+from application.ports import EventIndex
+from domain.usage import TimeWindow
+from infrastructure.keys import KeyStore
+from infrastructure.settings import Settings
+from infrastructure.store import eventsourcing_env, projection_sqlite_path, stored_identities
+from infrastructure.views import PostgresEventIndex, SQLiteEventIndex
+
+log = structlog.get_logger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    ledger: Ledger
+    event_index: EventIndex
+    follower: LogFollower
+    keys: KeyStore
+    clock: Callable[[], datetime] = field(default=utc_now)
+
+    def wait_for_reads(self) -> None:
+        """Read-your-writes for listings: wait until the index has the log's head."""
+        head = self.ledger.recorder.max_notification_id()
+        if head and not self.follower.wait_for(head, timeout=self.settings.read_wait_seconds):
+            log.warning("read_model_behind", head=head, position=self.follower.position)
+
+    def database_problem(self) -> str | None:
+        """None when the store answers; otherwise why not."""
+        datastore = self.ledger.recorder.datastore  # type: ignore[attr-defined]
+        try:
+            if isinstance(datastore, PostgresDatastore):
+                datastore.pool.open(wait=False)
+                with datastore.pool.connection(timeout=2.0) as conn:
+                    conn.execute("SELECT 1")
+            else:
+                with datastore.transaction(commit=False) as curs:
+                    curs.execute("SELECT 1")
+        except Exception as error:  # noqa: BLE001 - any failure means "not ready"
+            return f"{type(error).__name__}: {str(error).strip()[:200]}"
+        return None
+
+    def close(self) -> None:
+        self.follower.stop()
+        self.ledger.close()
+
+
+def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Container:
+    """Build everything the service needs from ``settings``; nothing reads os.environ."""
+    ledger = Ledger(
+        eventsourcing_env(settings),
+        identities=stored_identities,
+        window=TimeWindow(settings.backdate_window, settings.future_skew),
+    )
+    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+    index: SQLiteEventIndex | PostgresEventIndex
+    if isinstance(datastore, PostgresDatastore):
+        index = PostgresEventIndex(datastore)
+        keys = KeyStore(datastore, "%s", settings.bootstrap_api_key)
+    else:
+        assert isinstance(datastore, SQLiteDatastore)
+        path = projection_sqlite_path(settings, EventIndexProjection.name)
+        index = SQLiteEventIndex(SQLiteDatastore(str(path), lock_timeout=30))
+        keys = KeyStore(datastore, "?", settings.bootstrap_api_key)
+    index.create_table()
+    follower = LogFollower(
+        ledger, EventIndexProjection(index), poll_interval=settings.follower_poll_seconds
+    )
+    return Container(settings, ledger, index, follower, keys, clock)

@@ -1,0 +1,35 @@
+"""Exact JSON for metadata stored in read-model rows: numbers stay decimals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from domain.metadata import Metadata
+
+_encoder = msgspec.json.Encoder(decimal_format="number")
+_decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def encode_metadata(metadata: Metadata) -> str:
+    return _encoder.encode(metadata).decode()
+
+
+def decode_metadata(raw: str | bytes) -> Metadata:
+    return _decoder.decode(raw)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch: orders and compares the same on every store."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros // 1_000_000, tz=UTC).replace(
+        microsecond=micros % 1_000_000
+    )

@@ -1,0 +1,94 @@
+"""Settings, read once at start from the environment into a frozen struct."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+DEFAULT_DATABASE_URL = "sqlite:///var/ledger.sqlite"
+_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str = DEFAULT_DATABASE_URL
+    bootstrap_api_key: str | None = None
+    backdate_window: timedelta = timedelta(hours=1)
+    future_skew: timedelta = timedelta(minutes=5)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+    max_body_bytes: int = 8 * 1024 * 1024
+    follower_poll_seconds: float = 0.05
+    read_wait_seconds: float = 5.0
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.database_url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read ``LEDGER_*`` variables; raise ``ConfigError`` naming a bad one."""
+        values: dict[str, object] = {}
+        url = env.get("LEDGER_DATABASE_URL", "").strip()
+        if url:
+            values["database_url"] = _check_url(url)
+        key = env.get("LEDGER_BOOTSTRAP_API_KEY", "").strip()
+        if key:
+            if len(key) < 16:
+                raise ConfigError("LEDGER_BOOTSTRAP_API_KEY must be at least 16 characters")
+            values["bootstrap_api_key"] = key
+        for name, field in (
+            ("LEDGER_BACKDATE_WINDOW", "backdate_window"),
+            ("LEDGER_FUTURE_SKEW", "future_skew"),
+        ):
+            if raw := env.get(name, "").strip():
+                values[field] = parse_duration(name, raw)
+        if fmt := env.get("LEDGER_LOG_FORMAT", "").strip():
+            if fmt not in ("auto", "json", "console"):
+                raise ConfigError("LEDGER_LOG_FORMAT must be one of auto, json, console")
+            values["log_format"] = fmt
+        if level := env.get("LEDGER_LOG_LEVEL", "").strip().lower():
+            if level not in ("debug", "info", "warning", "error"):
+                raise ConfigError("LEDGER_LOG_LEVEL must be one of debug, info, warning, error")
+            values["log_level"] = level
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def parse_duration(name: str, raw: str) -> timedelta:
+    """Seconds (``3600``) or an ISO 8601 duration (``PT1H``, ``P400D``, ``P2W``)."""
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        return timedelta(seconds=float(raw))
+    match = _DURATION.match(raw.upper())
+    if not match or raw.upper() in ("P", "PT"):
+        raise ConfigError(
+            f"{name}={raw!r} is not a duration: use seconds (3600) or ISO 8601 "
+            "(PT1H, P400D; calendar years and months are ambiguous, give days)"
+        )
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    return timedelta(**parts)
+
+
+def _check_url(url: str) -> str:
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    if url.startswith("sqlite://") and url.removeprefix("sqlite://").strip("/"):
+        return url
+    raise ConfigError(
+        f"LEDGER_DATABASE_URL={url!r} is not supported: use sqlite:///path/to/file.sqlite "
+        "or postgresql://user@host:5432/dbname"
+    )

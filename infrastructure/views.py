@@ -1,0 +1,158 @@
+"""The event index read model, on SQLite and PostgreSQL, beside its tracking row.
+
+Rows and the log position they reflect are written in one transaction through
+eventsourcing's tracking recorders, so replaying a batch never doubles a row.
+The SQL is shared; only placeholders and table creation differ per store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from application.ports import CustomerQuery, CustomerView, EventQuery, UsageEventView
+from infrastructure.codec import decode_metadata, encode_metadata, from_micros, to_micros
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS event_index_usage ("
+    "business_id TEXT NOT NULL, event_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
+    "event_name TEXT NOT NULL, ts BIGINT NOT NULL, metadata TEXT NOT NULL, "
+    "position BIGINT NOT NULL, PRIMARY KEY (business_id, event_id))",
+    "CREATE INDEX IF NOT EXISTS event_index_usage_by_time "
+    "ON event_index_usage (business_id, ts)",
+    "CREATE INDEX IF NOT EXISTS event_index_usage_by_customer "
+    "ON event_index_usage (business_id, customer_id, ts)",
+    "CREATE INDEX IF NOT EXISTS event_index_usage_by_name "
+    "ON event_index_usage (business_id, event_name, ts)",
+    "CREATE TABLE IF NOT EXISTS event_index_customers ("
+    "business_id TEXT NOT NULL, customer_id TEXT NOT NULL, email TEXT NOT NULL, "
+    "name TEXT NOT NULL, phone_number TEXT, metadata TEXT NOT NULL, "
+    "created_at BIGINT NOT NULL, PRIMARY KEY (business_id, customer_id))",
+    "CREATE INDEX IF NOT EXISTS event_index_customers_by_time "
+    "ON event_index_customers (business_id, created_at)",
+)
+INSERT_USAGE = (
+    "INSERT INTO event_index_usage "
+    "(business_id, event_id, customer_id, event_name, ts, metadata, position) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+INSERT_CUSTOMER = (
+    "INSERT INTO event_index_customers "
+    "(business_id, customer_id, email, name, phone_number, metadata, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+class EventIndexSQL:
+    """Shared statements; ``mark`` is the store's placeholder."""
+
+    mark = "?"
+    datastore: Any
+
+    if TYPE_CHECKING:  # provided by the library's tracking recorder
+
+        def _insert_tracking(self, curs: Any, tracking: Tracking) -> None: ...
+
+    def _q(self, statement: str) -> Any:
+        return statement if self.mark == "?" else statement.replace("?", self.mark)
+
+    def record(
+        self,
+        events: Sequence[UsageEventView],
+        customers: Sequence[CustomerView],
+        tracking: Tracking,
+    ) -> None:
+        usage_rows = [
+            (e.business_id, e.event_id, e.customer_id, e.event_name, to_micros(e.timestamp),
+             encode_metadata(e.metadata), tracking.notification_id)
+            for e in events
+        ]
+        customer_rows = [
+            (c.business_id, c.customer_id, c.email, c.name, c.phone_number,
+             encode_metadata(c.metadata), to_micros(c.created_at))
+            for c in customers
+        ]
+        with self.datastore.transaction(commit=True) as curs:
+            if usage_rows:
+                curs.executemany(self._q(INSERT_USAGE), usage_rows)
+            if customer_rows:
+                curs.executemany(self._q(INSERT_CUSTOMER), customer_rows)
+            self._insert_tracking(curs, tracking)
+
+    def list_events(self, query: EventQuery) -> list[UsageEventView]:
+        where, params = ["business_id = ?"], [query.business_id]
+        for column, value in (("customer_id", query.customer_id),
+                              ("event_name", query.event_name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.start is not None:
+            where.append("ts >= ?")
+            params.append(to_micros(query.start))
+        if query.end is not None:
+            where.append("ts < ?")
+            params.append(to_micros(query.end))
+        statement = (
+            "SELECT business_id, event_id, customer_id, event_name, ts, metadata "  # noqa: S608
+            f"FROM event_index_usage WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC, event_id DESC LIMIT ? OFFSET ?"
+        )
+        params += [query.page_size, query.page_number * query.page_size]
+        return [
+            UsageEventView(row[0], row[1], row[2], row[3], from_micros(row[4]),
+                           decode_metadata(row[5]))
+            for row in self._fetch(statement, params)
+        ]
+
+    def list_customers(self, query: CustomerQuery) -> list[CustomerView]:
+        where, params = ["business_id = ?"], [query.business_id]
+        if query.email is not None:
+            where.append("lower(email) = lower(?)")
+            params.append(query.email)
+        if query.name is not None:
+            where.append("lower(name) LIKE ?")
+            params.append(f"%{query.name.lower()}%")
+        if query.created_at_gte is not None:
+            where.append("created_at >= ?")
+            params.append(to_micros(query.created_at_gte))
+        if query.created_at_lte is not None:
+            where.append("created_at <= ?")
+            params.append(to_micros(query.created_at_lte))
+        statement = (
+            "SELECT business_id, customer_id, email, name, phone_number, metadata, "  # noqa: S608
+            f"created_at FROM event_index_customers WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, customer_id DESC LIMIT ? OFFSET ?"
+        )
+        params += [query.page_size, query.page_number * query.page_size]
+        return [
+            CustomerView(row[0], row[1], row[2], row[3], row[4], decode_metadata(row[5]),
+                         from_micros(row[6]))
+            for row in self._fetch(statement, params)
+        ]
+
+    def _fetch(self, statement: str, params: list[Any]) -> list[Sequence[Any]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._q(statement), params)
+            return [tuple(row) if not isinstance(row, dict) else tuple(row.values())
+                    for row in curs.fetchall()]
+
+
+class SQLiteEventIndex(EventIndexSQL, SQLiteTrackingRecorder):
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        super().__init__(datastore)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *TABLES]
+
+
+class PostgresEventIndex(EventIndexSQL, PostgresTrackingRecorder):
+    mark = "%s"
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name="event_index_tracking")
+        self.sql_create_statements.extend(SQL(t) for t in TABLES)  # type: ignore[arg-type]
