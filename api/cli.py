@@ -8,7 +8,12 @@ import sys
 from collections.abc import Sequence
 
 import structlog
+import uvicorn
 
+from api.app import create_app
+from api.demo import run_demo
+from infrastructure.bootstrap import build, utc_now
+from infrastructure.logging import configure_logging
 from infrastructure.settings import ConfigError, Settings
 
 log = structlog.get_logger("ledger.cli")
@@ -23,26 +28,30 @@ def _settings() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from api.app import create_app
-    from infrastructure.bootstrap import build
-    from infrastructure.logging import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     container = build(settings)
     store = "postgresql" if settings.is_postgres else f"sqlite ({settings.sqlite_path})"
-    log.info("starting", host=args.host, port=args.port, store=store,
-             bootstrap_key=settings.bootstrap_api_key is not None)
-    uvicorn.run(create_app(container), host=args.host, port=args.port, log_config=None,
-                access_log=False, timeout_graceful_shutdown=10)
+    log.info(
+        "starting",
+        host=args.host,
+        port=args.port,
+        store=store,
+        bootstrap_key=settings.bootstrap_api_key is not None,
+    )
+    uvicorn.run(
+        create_app(container),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    from infrastructure.bootstrap import build, utc_now
-
     container = build(_settings())
     try:
         token = container.keys.create(args.business, args.scope, utc_now())
@@ -60,8 +69,6 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from api.demo import run_demo
-
     return run_demo(args.host, args.port)
 
 

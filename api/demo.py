@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -29,8 +30,11 @@ def run_demo(host: str, port: int, *, keep_serving: bool = True) -> int:
     env = {**os.environ, "LEDGER_BOOTSTRAP_API_KEY": key}
     settings = Settings.from_env(env)
     configure_logging("console", "warning")
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(build(settings)), host=host, port=port, log_config=None, access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(build(settings)), host=host, port=port, log_config=None, access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://{host}:{port}"
@@ -39,10 +43,8 @@ def run_demo(host: str, port: int, *, keep_serving: bool = True) -> int:
         _script(http, settings)
     if keep_serving and os.environ.get("LEDGER_DEMO_EXIT") != "1":
         _say(f"\nThe service keeps running at {base} (key: {key}). Ctrl-C stops it.")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             thread.join()
-        except KeyboardInterrupt:
-            pass
     server.should_exit = True
     thread.join(timeout=15)
     return 0
@@ -68,19 +70,33 @@ def _script(http: httpx.Client, settings: Settings) -> None:
     now = datetime.now(UTC)
     run = secrets.token_hex(4)
     events: list[dict[str, Any]] = [
-        {"event_id": f"demo-{run}-{i}", "customer_id": cid, "event_name": "api.call",
-         "timestamp": (now - timedelta(seconds=i)).isoformat(),
-         "metadata": {"tokens": 1000 + i, "cost": "0.1" if i % 2 else 0.25}}
+        {
+            "event_id": f"demo-{run}-{i}",
+            "customer_id": cid,
+            "event_name": "api.call",
+            "timestamp": (now - timedelta(seconds=i)).isoformat(),
+            "metadata": {"tokens": 1000 + i, "cost": "0.1" if i % 2 else 0.25},
+        }
         for i in range(5)
     ]
-    events.append({"event_id": f"demo-{run}-old", "customer_id": cid, "event_name": "api.call",
-                   "timestamp": (now - timedelta(days=30)).isoformat()})
+    events.append(
+        {
+            "event_id": f"demo-{run}-old",
+            "customer_id": cid,
+            "event_name": "api.call",
+            "timestamp": (now - timedelta(days=30)).isoformat(),
+        }
+    )
     first = _call(http, "POST", "/events/ingest", {"events": events})
-    _say(f"ingested {first['ingested_count']} events; rejected: "
-         + ", ".join(f"#{r['index']} {r['code']}" for r in first["rejected"]))
+    _say(
+        f"ingested {first['ingested_count']} events; rejected: "
+        + ", ".join(f"#{r['index']} {r['code']}" for r in first["rejected"])
+    )
     again = _call(http, "POST", "/events/ingest", {"events": events[:5]})
-    _say(f"sent the same 5 again: ingested {again['ingested_count']}, "
-         f"{len(again['duplicates'])} reported as duplicates")
+    _say(
+        f"sent the same 5 again: ingested {again['ingested_count']}, "
+        f"{len(again['duplicates'])} reported as duplicates"
+    )
     listed = _call(http, "GET", f"/events?customer_id={cid}&page_size=10", None)
     _say(f"GET /events?customer_id={cid} lists {len(listed['items'])} events:")
     for item in listed["items"]:

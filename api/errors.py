@@ -33,9 +33,15 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (DomainError, 422),
 )
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type",
-    429: "too_many_requests", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
 }
 _PATH = re.compile(r"at `(\$[^`]*)`")
 
@@ -65,16 +71,20 @@ def http_error(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     assert isinstance(error, HTTPException)
     status = error.status_code
     if isinstance(error, ValidationException):
-        return error_response(400, "invalid_parameter", str(error.detail),
-                              errors=error.extra or None)
+        return error_response(
+            400, "invalid_parameter", str(error.detail), errors=error.extra or None
+        )
     code = _HTTP_CODES.get(status, f"http_{status}")
     return error_response(status, code, str(error.detail))
 
 
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("unhandled_error", path=request.url.path, error=str(error))
-    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error",
-                          "an internal error occurred; it has been logged")
+    return error_response(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "an internal error occurred; it has been logged",
+    )
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {

@@ -91,7 +91,9 @@ class LogFollower:
                 count = self._step()
             except Exception as error:  # noqa: BLE001 - keep following; the store may come back
                 self.error = error
-                log.warning("projection_step_failed", projection=self.projection.name, error=str(error))
+                log.warning(
+                    "projection_step_failed", projection=self.projection.name, error=str(error)
+                )
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

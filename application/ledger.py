@@ -97,7 +97,7 @@ class Ledger(Application[UUID]):
 
     # Customers
 
-    def register_customer(  # noqa: PLR0913
+    def register_customer(
         self,
         business_id: str,
         *,
@@ -146,6 +146,17 @@ class Ledger(Application[UUID]):
         check_batch(events)
         accepted, rejected = self._validate(business_id, events, now)
         pending = {usage_event_id(business_id, a.source.event_id): a for a in accepted}
+        with self._identities.serialised(business_id):
+            written, duplicates = self._save_new(business_id, pending)
+        return IngestOutcome(
+            ingested_count=written,
+            duplicates=tuple(sorted(duplicates, key=lambda d: d.index)),
+            rejected=tuple(rejected),
+        )
+
+    def _save_new(
+        self, business_id: str, pending: dict[UUID, _Accepted]
+    ) -> tuple[int, list[Duplicate]]:
         duplicates: list[Duplicate] = []
         for _ in range(MAX_SAVE_ATTEMPTS):
             for known in self._identities.existing(pending.keys()):
@@ -157,12 +168,7 @@ class Ledger(Application[UUID]):
                 recordings = self.save(*fresh) if fresh else []
             except IntegrityError:
                 continue  # a concurrent writer got some of them first; look again
-            written = len({r.domain_event.originator_id for r in recordings})
-            return IngestOutcome(
-                ingested_count=written,
-                duplicates=tuple(sorted(duplicates, key=lambda d: d.index)),
-                rejected=tuple(rejected),
-            )
+            return len({r.domain_event.originator_id for r in recordings}), duplicates
         raise ConflictRetryExhaustedError("concurrent writers kept colliding; retry the request")
 
     def _validate(

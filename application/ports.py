@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -17,6 +18,16 @@ class StoredIdentities(Protocol):
     """Answers which aggregate ids already have events in the store."""
 
     def existing(self, ids: Collection[UUID]) -> set[UUID]: ...
+
+    def serialised(self, business_id: str) -> AbstractContextManager[None]:
+        """While held, no other writer of this business, in any process, probes or saves.
+
+        Writers queue on the event table's lock anyway; holding this across the
+        probe and the save keeps overlapping batches from colliding again and
+        again. The store's uniqueness constraint remains what guarantees
+        at-most-once; this only prevents starvation.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ class Customer(Aggregate):
         created_at: datetime
 
     @event(Registered)
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         business_id: str,
         customer_id: str,

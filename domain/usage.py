@@ -43,7 +43,7 @@ class UsageEvent(Aggregate):
         received_at: datetime
 
     @event(Recorded)
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         business_id: str,
         event_id: str,

@@ -17,7 +17,12 @@ from application.ports import EventIndex
 from domain.usage import TimeWindow
 from infrastructure.keys import KeyStore
 from infrastructure.settings import Settings
-from infrastructure.store import eventsourcing_env, projection_sqlite_path, stored_identities
+from infrastructure.store import (
+    eventsourcing_env,
+    projection_sqlite_path,
+    schema_lock,
+    stored_identities,
+)
 from infrastructure.views import PostgresEventIndex, SQLiteEventIndex
 
 log = structlog.get_logger(__name__)
@@ -71,15 +76,17 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
     )
     datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
     index: SQLiteEventIndex | PostgresEventIndex
-    if isinstance(datastore, PostgresDatastore):
-        index = PostgresEventIndex(datastore)
-        keys = KeyStore(datastore, "%s", settings.bootstrap_api_key)
-    else:
-        assert isinstance(datastore, SQLiteDatastore)
-        path = projection_sqlite_path(settings, EventIndexProjection.name)
-        index = SQLiteEventIndex(SQLiteDatastore(str(path), lock_timeout=30))
-        keys = KeyStore(datastore, "?", settings.bootstrap_api_key)
-    index.create_table()
+    with schema_lock(settings):
+        ledger.recorder.create_table()  # type: ignore[attr-defined]
+        if isinstance(datastore, PostgresDatastore):
+            index = PostgresEventIndex(datastore)
+            keys = KeyStore(datastore, "%s", settings.bootstrap_api_key)
+        else:
+            assert isinstance(datastore, SQLiteDatastore)
+            path = projection_sqlite_path(settings, EventIndexProjection.name)
+            index = SQLiteEventIndex(SQLiteDatastore(str(path), lock_timeout=30))
+            keys = KeyStore(datastore, "?", settings.bootstrap_api_key)
+        index.create_table()
     follower = LogFollower(
         ledger, EventIndexProjection(index), poll_interval=settings.follower_poll_seconds
     )

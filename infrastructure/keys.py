@@ -32,7 +32,7 @@ class Principal:
     scope: Scope
 
     def allows(self, needed: Scope) -> bool:
-        return self.scope == "admin" or self.scope == needed
+        return self.scope in {"admin", needed}
 
 
 def _digest(token: str) -> str:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import fcntl
+import random
+import threading
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
-from eventsourcing.persistence import Recorder
+import psycopg
+from eventsourcing.persistence import AggregateRecorder, Recorder
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.conninfo import conninfo_to_dict
 
 from application.ports import StoredIdentities
 from infrastructure.settings import Settings
+
+_ADVISORY_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext('ledger-ingest'), hashtext(%s))"
+_ADVISORY_UNLOCK = "SELECT pg_advisory_unlock(hashtext('ledger-ingest'), hashtext(%s))"
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
@@ -32,7 +41,8 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             "POSTGRES_PRE_PING": "y",
             "POSTGRES_LOCK_TIMEOUT": "30",
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
-            "CREATE_TABLE": "y",
+            # Tables are created by build() under schema_lock(), not by each process.
+            "CREATE_TABLE": "n",
         }
     path = settings.sqlite_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,8 +50,27 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "30",
-        "CREATE_TABLE": "y",
+        "CREATE_TABLE": "n",
     }
+
+
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialise table creation across processes that start at the same moment."""
+    if settings.is_postgres:
+        with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext('ledger-schema'))")
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext('ledger-schema'))")
+        return
+    with Path(f"{settings.sqlite_path}.schema-lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def projection_sqlite_path(settings: Settings, projection: str) -> Path:
@@ -53,6 +82,17 @@ def projection_sqlite_path(settings: Settings, projection: str) -> Path:
 class SQLiteIdentities:
     def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
         self._recorder = recorder
+        self._lock_path = Path(f"{recorder.datastore.pool.db_name}.ingest-lock")
+
+    @contextmanager
+    def serialised(self, business_id: str) -> Iterator[None]:  # noqa: ARG002
+        # SQLite serves one machine: a file lock spans its processes.
+        with self._lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def existing(self, ids: Collection[UUID]) -> set[UUID]:
         if not ids:
@@ -75,6 +115,23 @@ class PostgresIdentities:
             "WHERE originator_id = ANY(%s)"
         )
 
+    @contextmanager
+    def serialised(self, business_id: str) -> Iterator[None]:
+        # A session advisory lock, released by the server if this process dies. Waiters
+        # hold no pooled connection while they wait, so the holder can always get one.
+        delay = 0.001
+        while True:
+            with self._recorder.datastore.get_connection() as conn:
+                row = conn.execute(_ADVISORY_TRY_LOCK, (business_id,)).fetchone()
+                if row is not None and next(iter(row.values())):
+                    try:
+                        yield
+                    finally:
+                        conn.execute(_ADVISORY_UNLOCK, (business_id,))
+                    return
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
+            delay = min(delay * 2, 0.02)
+
     def existing(self, ids: Collection[UUID]) -> set[UUID]:
         if not ids:
             return set()
@@ -83,9 +140,27 @@ class PostgresIdentities:
             return {row["originator_id"] for row in curs.fetchall()}
 
 
+class PerIdIdentities:
+    """Any recorder, one look-up per id: for the library's in-memory store."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        assert isinstance(recorder, AggregateRecorder)
+        self._recorder = recorder
+        self._lock = threading.Lock()  # the in-memory store lives in one process
+
+    @contextmanager
+    def serialised(self, business_id: str) -> Iterator[None]:  # noqa: ARG002
+        with self._lock:
+            yield
+
+    def existing(self, ids: Collection[UUID]) -> set[UUID]:
+        return {i for i in ids if self._recorder.select_events(i, limit=1)}
+
+
 def stored_identities(recorder: Recorder) -> StoredIdentities:
+    """One query per batch on the SQL stores."""
     if isinstance(recorder, PostgresApplicationRecorder):
         return PostgresIdentities(recorder)
     if isinstance(recorder, SQLiteApplicationRecorder):
         return SQLiteIdentities(recorder)
-    raise TypeError(f"no identity probe for {type(recorder).__name__}")
+    return PerIdIdentities(recorder)

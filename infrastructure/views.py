@@ -23,8 +23,7 @@ TABLES = (
     "business_id TEXT NOT NULL, event_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
     "event_name TEXT NOT NULL, ts BIGINT NOT NULL, metadata TEXT NOT NULL, "
     "position BIGINT NOT NULL, PRIMARY KEY (business_id, event_id))",
-    "CREATE INDEX IF NOT EXISTS event_index_usage_by_time "
-    "ON event_index_usage (business_id, ts)",
+    "CREATE INDEX IF NOT EXISTS event_index_usage_by_time ON event_index_usage (business_id, ts)",
     "CREATE INDEX IF NOT EXISTS event_index_usage_by_customer "
     "ON event_index_usage (business_id, customer_id, ts)",
     "CREATE INDEX IF NOT EXISTS event_index_usage_by_name "
@@ -68,13 +67,27 @@ class EventIndexSQL:
         tracking: Tracking,
     ) -> None:
         usage_rows = [
-            (e.business_id, e.event_id, e.customer_id, e.event_name, to_micros(e.timestamp),
-             encode_metadata(e.metadata), tracking.notification_id)
+            (
+                e.business_id,
+                e.event_id,
+                e.customer_id,
+                e.event_name,
+                to_micros(e.timestamp),
+                encode_metadata(e.metadata),
+                tracking.notification_id,
+            )
             for e in events
         ]
         customer_rows = [
-            (c.business_id, c.customer_id, c.email, c.name, c.phone_number,
-             encode_metadata(c.metadata), to_micros(c.created_at))
+            (
+                c.business_id,
+                c.customer_id,
+                c.email,
+                c.name,
+                c.phone_number,
+                encode_metadata(c.metadata),
+                to_micros(c.created_at),
+            )
             for c in customers
         ]
         with self.datastore.transaction(commit=True) as curs:
@@ -85,9 +98,9 @@ class EventIndexSQL:
             self._insert_tracking(curs, tracking)
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]:
-        where, params = ["business_id = ?"], [query.business_id]
-        for column, value in (("customer_id", query.customer_id),
-                              ("event_name", query.event_name)):
+        where: list[str] = ["business_id = ?"]
+        params: list[object] = [query.business_id]
+        for column, value in (("customer_id", query.customer_id), ("event_name", query.event_name)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -104,13 +117,15 @@ class EventIndexSQL:
         )
         params += [query.page_size, query.page_number * query.page_size]
         return [
-            UsageEventView(row[0], row[1], row[2], row[3], from_micros(row[4]),
-                           decode_metadata(row[5]))
+            UsageEventView(
+                row[0], row[1], row[2], row[3], from_micros(row[4]), decode_metadata(row[5])
+            )
             for row in self._fetch(statement, params)
         ]
 
     def list_customers(self, query: CustomerQuery) -> list[CustomerView]:
-        where, params = ["business_id = ?"], [query.business_id]
+        where: list[str] = ["business_id = ?"]
+        params: list[object] = [query.business_id]
         if query.email is not None:
             where.append("lower(email) = lower(?)")
             params.append(query.email)
@@ -130,16 +145,19 @@ class EventIndexSQL:
         )
         params += [query.page_size, query.page_number * query.page_size]
         return [
-            CustomerView(row[0], row[1], row[2], row[3], row[4], decode_metadata(row[5]),
-                         from_micros(row[6]))
+            CustomerView(
+                row[0], row[1], row[2], row[3], row[4], decode_metadata(row[5]), from_micros(row[6])
+            )
             for row in self._fetch(statement, params)
         ]
 
-    def _fetch(self, statement: str, params: list[Any]) -> list[Sequence[Any]]:
+    def _fetch(self, statement: str, params: list[object]) -> list[Sequence[Any]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._q(statement), params)
-            return [tuple(row) if not isinstance(row, dict) else tuple(row.values())
-                    for row in curs.fetchall()]
+            return [
+                tuple(row) if not isinstance(row, dict) else tuple(row.values())
+                for row in curs.fetchall()
+            ]
 
 
 class SQLiteEventIndex(EventIndexSQL, SQLiteTrackingRecorder):
@@ -155,4 +173,4 @@ class PostgresEventIndex(EventIndexSQL, PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name="event_index_tracking")
-        self.sql_create_statements.extend(SQL(t) for t in TABLES)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(SQL(t).format() for t in TABLES)

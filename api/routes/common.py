@@ -6,14 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from domain.usage import parse_timestamp
 from infrastructure.bootstrap import Container
 from infrastructure.keys import Principal
 
-PageNumber = Annotated[int, Parameter(ge=0, le=1_000_000, description="0-based page number")]
-PageSize = Annotated[int, Parameter(ge=1, le=100, description="items per page, 1 to 100")]
+PageNumber = Annotated[int, QueryParameter(ge=0, le=1_000_000, description="0-based page number")]
+PageSize = Annotated[int, QueryParameter(ge=1, le=100, description="items per page, 1 to 100")]
 
 
 def container_of(request: Request[Any, Any, Any]) -> Container:

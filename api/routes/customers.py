@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery
 
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
 from api.schemas import CustomerCreate, CustomerRead, Page, decode
@@ -46,20 +47,22 @@ class CustomerController(Controller):
         return customer_read(view)
 
     @get("/{customer_id:str}", summary="Retrieve a customer", sync_to_thread=True)
-    def retrieve(self, request: Request[Principal, Any, Any], customer_id: str) -> CustomerRead:
+    def retrieve(
+        self, request: Request[Principal, Any, Any], customer_id: FromPath[str]
+    ) -> CustomerRead:
         view = container_of(request).ledger.customer(business_of(request), customer_id)
         return customer_read(view)
 
     @get("/", summary="List customers, newest first", sync_to_thread=True)
-    def list_customers(  # noqa: PLR0913
+    def list_customers(
         self,
         request: Request[Principal, Any, Any],
         page_number: PageNumber = 0,
         page_size: PageSize = 10,
-        email: str | None = None,
-        name: str | None = None,
-        created_at_gte: str | None = None,
-        created_at_lte: str | None = None,
+        email: FromQuery[str | None] = None,
+        name: FromQuery[str | None] = None,
+        created_at_gte: FromQuery[str | None] = None,
+        created_at_lte: FromQuery[str | None] = None,
     ) -> Page[CustomerRead]:
         container = container_of(request)
         query = CustomerQuery(

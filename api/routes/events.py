@@ -6,16 +6,26 @@ from typing import Annotated, Any
 
 import anyio
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, business_of, container_of, moment
-from api.schemas import DuplicateRead, EventRead, IngestCreate, IngestRead, Page, RejectedRead, decode
+from api.schemas import (
+    DuplicateRead,
+    EventRead,
+    IngestCreate,
+    IngestRead,
+    Page,
+    RejectedRead,
+    decode,
+)
 from application.ledger import EventInput, IngestOutcome
 from application.ports import EventQuery, UsageEventView
 from infrastructure.keys import Principal
 
-EventPageSize = Annotated[int, Parameter(ge=1, le=1000, description="items per page, 1 to 1000")]
+EventPageSize = Annotated[
+    int, QueryParameter(ge=1, le=1000, description="items per page, 1 to 1000")
+]
 
 
 def event_read(view: UsageEventView) -> EventRead:
@@ -63,20 +73,20 @@ class EventController(Controller):
         return ExactJSONResponse(ingest_read(outcome), status_code=status)
 
     @get("/{event_id:str}", summary="Retrieve a usage event", sync_to_thread=True)
-    def retrieve(self, request: Request[Principal, Any, Any], event_id: str) -> EventRead:
+    def retrieve(self, request: Request[Principal, Any, Any], event_id: FromPath[str]) -> EventRead:
         view = container_of(request).ledger.usage_event(business_of(request), event_id)
         return event_read(view)
 
     @get("/", summary="List usage events, newest first", sync_to_thread=True)
-    def list_events(  # noqa: PLR0913
+    def list_events(
         self,
         request: Request[Principal, Any, Any],
         page_number: PageNumber = 0,
         page_size: EventPageSize = 10,
-        customer_id: str | None = None,
-        event_name: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
+        customer_id: FromQuery[str | None] = None,
+        event_name: FromQuery[str | None] = None,
+        start: FromQuery[str | None] = None,
+        end: FromQuery[str | None] = None,
     ) -> Page[EventRead]:
         container = container_of(request)
         query = EventQuery(

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from infrastructure.settings import DEFAULT_DATABASE_URL, ConfigError, Settings
+
+
+def test_defaults_need_no_configuration() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.backdate_window == timedelta(hours=1)
+    assert settings.future_skew == timedelta(minutes=5)
+    assert not settings.is_postgres
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("PT1H", timedelta(hours=1)),
+        ("P400D", timedelta(days=400)),
+        ("P2W", timedelta(weeks=2)),
+        ("P1DT2H30M", timedelta(days=1, hours=2, minutes=30)),
+        ("3600", timedelta(hours=1)),
+        ("pt90s", timedelta(seconds=90)),
+    ],
+)
+def test_durations_are_iso_8601_or_seconds(raw: str, expected: timedelta) -> None:
+    assert Settings.from_env({"LEDGER_BACKDATE_WINDOW": raw}).backdate_window == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"LEDGER_BACKDATE_WINDOW": "P1M"}, "LEDGER_BACKDATE_WINDOW"),
+        ({"LEDGER_FUTURE_SKEW": "soon"}, "LEDGER_FUTURE_SKEW"),
+        ({"LEDGER_DATABASE_URL": "mysql://x"}, "LEDGER_DATABASE_URL"),
+        ({"LEDGER_BOOTSTRAP_API_KEY": "short"}, "LEDGER_BOOTSTRAP_API_KEY"),
+        ({"LEDGER_LOG_FORMAT": "xml"}, "LEDGER_LOG_FORMAT"),
+    ],
+)
+def test_bad_configuration_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env(env)
+
+
+def test_postgres_urls_are_recognised() -> None:
+    url = "postgresql://postgres@127.0.0.1:5432/ledger"
+    assert Settings.from_env({"LEDGER_DATABASE_URL": url}).is_postgres
