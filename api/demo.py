@@ -75,7 +75,7 @@ def _script(http: httpx.Client, settings: Settings) -> None:
             "customer_id": cid,
             "event_name": "api.call",
             "timestamp": (now - timedelta(seconds=i)).isoformat(),
-            "metadata": {"tokens": 1000 + i, "cost": "0.1" if i % 2 else 0.25},
+            "metadata": {"tokens": 1000 + i, "cost": 0.1 if i % 2 else 0.25},
         }
         for i in range(5)
     ]

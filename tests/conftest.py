@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 import uvicorn
@@ -105,8 +106,6 @@ def make_container(settings: Settings, clock: FakeClock) -> Iterator[Callable[..
 
 
 def _replace(settings: Settings, overrides: dict[str, object]) -> Settings:
-    import msgspec
-
     return msgspec.structs.replace(settings, **overrides)
 
 

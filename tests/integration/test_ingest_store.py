@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from application.ledger import EventInput
+from application.ports import EventQuery
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 
@@ -80,7 +81,9 @@ def test_concurrent_writers_with_overlapping_batches_store_each_event_once(
     assert sorted(stored_ids(writers[0])) == sorted(f"e{i}" for i in distinct)
 
 
-def _ingest_in_process(url: str, customer: str, ids: list[int], result: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _ingest_in_process(
+    url: str, customer: str, ids: list[int], result: multiprocessing.Queue  # type: ignore[type-arg]
+) -> None:
     container = build(Settings(database_url=url), clock=lambda: NOW)
     try:
         outcome = container.ledger.ingest("default", events(customer, ids), NOW)
@@ -137,7 +140,5 @@ def test_the_event_index_follows_the_log_exactly_once(container: Container) -> N
     follower.batch_size = 10
     assert follower.catch_up() == 26  # one customer, 25 events
     assert follower.catch_up() == 0
-    from application.ports import EventQuery
-
     listed = container.event_index.list_events(EventQuery("default", page_size=100))
     assert sorted(e.event_id for e in listed) == sorted(f"e{i}" for i in range(25))

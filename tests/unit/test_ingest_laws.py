@@ -68,7 +68,7 @@ class StaleIdentities(PerIdIdentities):
 def test_a_save_that_collides_is_rebuilt_and_counts_only_what_it_wrote() -> None:
     ledger, customer = in_memory_ledger()
     ledger.ingest("biz", [EventInput("e1", customer, "api")], NOW)
-    ledger._identities = StaleIdentities(ledger.recorder)  # noqa: SLF001
+    ledger._identities = StaleIdentities(ledger.recorder)
     outcome = ledger.ingest("biz", [EventInput("e1", customer, "api"),
                                     EventInput("e2", customer, "api")], NOW)
     assert outcome.ingested_count == 1
