@@ -14,8 +14,14 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._cut = False
 
     def start(self) -> None:
+        """Listen, or after stop(), forward again on the same, still-bound port."""
+        with self._lock:
+            self._cut = False
+            if self._listener is not None:
+                return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.listen_port))
@@ -24,16 +30,22 @@ class TcpProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def stop(self) -> None:
-        """Refuse new connections and cut every open one."""
+        """Cut every open connection and drop new ones; the port stays ours, so no
+        other process can take it before start() restores forwarding."""
         with self._lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+            self._cut = True
             for sock in self._sockets:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
             self._sockets.clear()
+
+    def close(self) -> None:
+        self.stop()
+        with self._lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -41,6 +53,11 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            with self._lock:
+                cut = self._cut
+            if cut:
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._sockets += [client, upstream]

@@ -35,7 +35,7 @@ def proxied_client() -> Iterator[tuple[TestClient, TcpProxy]]:  # type: ignore[t
         with TestClient(create_app(container)) as client:
             yield client, proxy
     finally:
-        proxy.stop()
+        proxy.close()
         _drop_pg_database(name)
 
 
