@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
+from litestar.exceptions import ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
@@ -17,6 +19,13 @@ from api.routes.customers import CustomerController
 from api.routes.events import EventController
 from api.routes.health import health
 from infrastructure.bootstrap import Container
+
+
+def refuse_unstorable_parameters(request: Request[Any, Any, Any]) -> None:
+    """No query value may hold U+0000: no store can hold it, so nothing could match it."""
+    for name, value in request.query_params.items():
+        if "\x00" in value:
+            raise ValidationException(f"query parameter {name!r} contains the NUL character")
 
 
 def create_app(container: Container, *, follow: bool = True) -> Litestar:
@@ -38,6 +47,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             DefineMiddleware(BearerKeyMiddleware, exclude=PUBLIC_PATHS),
         ],
         guards=[scope_guard],
+        before_request=refuse_unstorable_parameters,
         exception_handlers=EXCEPTION_HANDLERS,
         response_class=ExactJSONResponse,
         request_max_body_size=container.settings.max_body_bytes,

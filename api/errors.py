@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from api.middleware import REQUEST_ID_KEY
 from api.response import ExactJSONResponse
 from api.schemas import ErrorRead
 from application.errors import (
@@ -46,41 +47,48 @@ _HTTP_CODES = {
 _PATH = re.compile(r"at `(\$[^`]*)`")
 
 
-def error_response(status: int, code: str, message: str, **detail: Any) -> Response[Any]:
+def error_response(
+    request: Request[Any, Any, Any], status: int, code: str, message: str, **detail: Any
+) -> Response[Any]:
     body = ErrorRead(code=code, message=message, detail=detail or None)
-    return ExactJSONResponse(body, status_code=status)
+    request_id = request.scope.get("state", {}).get(REQUEST_ID_KEY)
+    headers = {"x-request-id": request_id} if request_id else None
+    return ExactJSONResponse(body, status_code=status, headers=headers)
 
 
-def ledger_error(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+def ledger_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     status = next(s for kind, s in _STATUS if isinstance(error, kind))
     detail = getattr(error, "detail", None) or {}
     message = getattr(error, "message", str(error))
-    return error_response(status, getattr(error, "code", "error"), message, **detail)
+    return error_response(request, status, getattr(error, "code", "error"), message, **detail)
 
 
-def body_error(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+def body_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     message = str(error)
     if isinstance(error, msgspec.ValidationError):
         match = _PATH.search(message)
         path = match.group(1) if match else "$"
-        return error_response(422, "invalid_request", message, path=path)
-    return error_response(400, "invalid_json", f"request body is not valid JSON: {message}")
+        return error_response(request, 422, "invalid_request", message, path=path)
+    return error_response(
+        request, 400, "invalid_json", f"request body is not valid JSON: {message}"
+    )
 
 
-def http_error(_: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+def http_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     assert isinstance(error, HTTPException)
     status = error.status_code
     if isinstance(error, ValidationException):
         return error_response(
-            400, "invalid_parameter", str(error.detail), errors=error.extra or None
+            request, 400, "invalid_parameter", str(error.detail), errors=error.extra or None
         )
     code = _HTTP_CODES.get(status, f"http_{status}")
-    return error_response(status, code, str(error.detail))
+    return error_response(request, status, code, str(error.detail))
 
 
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("unhandled_error", path=request.url.path, error=str(error))
     return error_response(
+        request,
         HTTP_500_INTERNAL_SERVER_ERROR,
         "internal_error",
         "an internal error occurred; it has been logged",

@@ -11,6 +11,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 log = structlog.get_logger("ledger.http")
+REQUEST_ID_KEY = "ledger_request_id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -33,12 +34,17 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                present = [h for h in message.get("headers", []) if h[0] == b"x-request-id"]
+                if not present:
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode()),
+                    ]
             await send(message)
 
+        # Errors raised by an inner middleware (a 401) are answered outside this one,
+        # by the app's error handlers: they find the id here.
+        scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)

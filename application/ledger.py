@@ -107,11 +107,12 @@ class Ledger(Application[UUID]):
         metadata: Mapping[str, object] | None,
         now: datetime,
     ) -> CustomerView:
-        check_customer_fields(email, name)
+        email = email.strip()
+        check_customer_fields(email, name, phone_number)
         customer = Customer(
             business_id=business_id,
             customer_id=f"cus_{secrets.token_hex(12)}",
-            email=email.strip(),
+            email=email,
             name=name.strip(),
             phone_number=phone_number,
             metadata=validate_metadata(metadata),

@@ -9,6 +9,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidCustomerError
 from domain.metadata import Metadata
+from domain.text import is_storable
 
 CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/customer")
 MAX_NAME_LENGTH = 255
@@ -53,8 +54,13 @@ class Customer(Aggregate):
         return customer_aggregate_id(business_id, customer_id)
 
 
-def check_customer_fields(email: str, name: str) -> None:
-    """A customer needs a plausible email and a non-blank name."""
+def check_customer_fields(email: str, name: str, phone_number: str | None = None) -> None:
+    """A customer needs a plausible email and a non-blank name; no field holds NUL."""
+    for field, value in (("email", email), ("name", name), ("phone_number", phone_number)):
+        if value is not None and not is_storable(value):
+            raise InvalidCustomerError(f"{field} must not contain the NUL character (U+0000)")
+    if phone_number is not None and len(phone_number) > MAX_NAME_LENGTH:
+        raise InvalidCustomerError(f"phone_number is longer than {MAX_NAME_LENGTH} characters")
     local, _, domain = email.partition("@")
     if not local or "." not in domain or len(email) > MAX_NAME_LENGTH or " " in email:
         raise InvalidCustomerError(f"email {email[:60]!r} is not a valid address")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from domain.errors import InvalidMetadataError
+from domain.text import is_storable
 
 MAX_KEYS = 50
 MAX_KEY_LENGTH = 100
@@ -44,6 +45,8 @@ def _check_key(key: str) -> None:
         raise InvalidMetadataError(
             f"metadata key {key[:20]!r}... is longer than {MAX_KEY_LENGTH} characters"
         )
+    if not is_storable(key):
+        raise InvalidMetadataError(f"metadata key {key[:20]!r} contains the NUL character")
 
 
 def _check_value(key: str, value: object) -> MetadataValue:
@@ -52,6 +55,8 @@ def _check_value(key: str, value: object) -> MetadataValue:
             raise InvalidMetadataError(
                 f"metadata[{key!r}] is longer than {MAX_STRING_LENGTH} characters"
             )
+        if isinstance(value, str) and not is_storable(value):
+            raise InvalidMetadataError(f"metadata[{key!r}] contains the NUL character (U+0000)")
         return value
     if isinstance(value, int | Decimal):
         _check_number(key, Decimal(value))

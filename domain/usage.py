@@ -20,6 +20,7 @@ from domain.errors import (
     TimestampOutOfWindowError,
 )
 from domain.metadata import Metadata
+from domain.text import is_storable
 
 USAGE_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/usage-event")
 MAX_ID_LENGTH = 255
@@ -74,16 +75,26 @@ class TimeWindow:
     future_skew: timedelta
 
     def check(self, timestamp: datetime, now: datetime) -> None:
-        if timestamp < now - self.backdate:
+        if timestamp < _shift(now, -self.backdate):
             raise TimestampOutOfWindowError(
                 f"timestamp {timestamp.isoformat()} is older than the backdate window "
                 f"({_describe(self.backdate)} before the receive time)"
             )
-        if timestamp > now + self.future_skew:
+        if timestamp > _shift(now, self.future_skew):
             raise TimestampOutOfWindowError(
                 f"timestamp {timestamp.isoformat()} is more than "
                 f"{_describe(self.future_skew)} in the future"
             )
+
+
+def _shift(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, saturating at the ends of the calendar instead of overflowing."""
+    try:
+        return moment + delta
+    except OverflowError:
+        if delta < timedelta(0):
+            return datetime.min.replace(tzinfo=UTC)
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def parse_timestamp(raw: str) -> datetime:
@@ -96,12 +107,19 @@ def parse_timestamp(raw: str) -> datetime:
         raise InvalidTimestampError(
             f"timestamp {raw[:40]!r} has no zone; add 'Z' or an offset such as '+00:00'"
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+        raise InvalidTimestampError(
+            f"timestamp {raw[:40]!r} lies outside the years 1 to 9999 in UTC"
+        ) from None
 
 
 def check_event_id(event_id: str) -> None:
     if not event_id.strip() or len(event_id) > MAX_ID_LENGTH:
         raise InvalidEventIdError(f"event_id must be 1 to {MAX_ID_LENGTH} characters, not blank")
+    if not is_storable(event_id):
+        raise InvalidEventIdError("event_id must not contain the NUL character (U+0000)")
 
 
 def check_event_name(event_name: str) -> None:
@@ -109,6 +127,8 @@ def check_event_name(event_name: str) -> None:
         raise InvalidEventNameError(
             f"event_name must be 1 to {MAX_ID_LENGTH} characters, not blank"
         )
+    if not is_storable(event_name):
+        raise InvalidEventNameError("event_name must not contain the NUL character (U+0000)")
 
 
 def _describe(delta: timedelta) -> str:

@@ -72,8 +72,10 @@ class EventController(Controller):
         status = 422 if len(outcome.rejected) == len(events) else 200
         return ExactJSONResponse(ingest_read(outcome), status_code=status)
 
-    @get("/{event_id:str}", summary="Retrieve a usage event", sync_to_thread=True)
+    # A path parameter, so an event_id holding '/' (sent as %2F) is found too.
+    @get("/{event_id:path}", summary="Retrieve a usage event", sync_to_thread=True)
     def retrieve(self, request: Request[Principal, Any, Any], event_id: FromPath[str]) -> EventRead:
+        event_id = event_id.removeprefix("/")
         view = container_of(request).ledger.usage_event(business_of(request), event_id)
         return event_read(view)
 

@@ -127,6 +127,23 @@ def test_list_filters_by_creation_time(client, clock) -> None:
             422,
             "invalid_metadata",
         ),
+        ({"email": "ada@example.com", "name": "A\x00da"}, 422, "invalid_customer"),
+        ({"email": "a\x00da@example.com", "name": "Ada"}, 422, "invalid_customer"),
+        (
+            {"email": "ada@example.com", "name": "Ada", "phone_number": "\x00"},
+            422,
+            "invalid_customer",
+        ),
+        (
+            {"email": "ada@example.com", "name": "Ada", "phone_number": "1" * 256},
+            422,
+            "invalid_customer",
+        ),
+        (
+            {"email": "ada@example.com", "name": "Ada", "metadata": {"a": "x\x00"}},
+            422,
+            "invalid_metadata",
+        ),
     ],
     ids=[
         "no-at",
@@ -139,6 +156,11 @@ def test_list_filters_by_creation_time(client, clock) -> None:
         "email-missing",
         "email-int",
         "nested-metadata",
+        "nul-in-name",
+        "nul-in-email",
+        "nul-in-phone",
+        "long-phone",
+        "nul-in-metadata",
     ],
 )
 def test_bad_customer_input_is_refused_with_a_code(client, body, status, code) -> None:
@@ -146,12 +168,25 @@ def test_bad_customer_input_is_refused_with_a_code(client, body, status, code) -
     assert client.get("/customers").json()["items"] == []
 
 
+def test_the_email_is_trimmed_before_it_is_checked(client) -> None:
+    response = client.post("/customers", json={"email": "  ada@example.com ", "name": "Ada"})
+    assert response.status_code == 200
+    assert response.json()["email"] == "ada@example.com"
+
+
 def test_a_body_that_is_not_json_is_400_invalid_json(client) -> None:
     assert_error(client.post("/customers", content=b"email=a@b.co"), 400, "invalid_json")
 
 
 @pytest.mark.parametrize(
-    "params", [{"page_size": 0}, {"page_size": 101}, {"created_at_gte": "2026-11-25T12:00:00"}]
+    "params",
+    [
+        {"page_size": 0},
+        {"page_size": 101},
+        {"created_at_gte": "2026-11-25T12:00:00"},
+        {"email": "a\x00@example.com"},
+        {"name": "\x00"},
+    ],
 )
 def test_bad_list_parameters_are_4xx_with_a_code(client, params) -> None:
     response = client.get("/customers", params=params)
