@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 
 import structlog
 import uvicorn
+from litestar import Litestar
 
 from api.app import create_app
 from api.demo import run_demo
@@ -27,27 +31,74 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def _serve(args: argparse.Namespace) -> int:
+_FOLLOW_IN_WORKERS = "_LEDGER_SERVE_FOLLOW"  # passed from `serve` to its worker processes
 
+
+def worker_app() -> Litestar:
+    """The app of one ``serve`` worker process (uvicorn's factory)."""
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
-    container = build(settings)
+    return create_app(build(settings), follow=os.environ.get(_FOLLOW_IN_WORKERS) == "1")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
     store = "postgresql" if settings.is_postgres else f"sqlite ({settings.sqlite_path})"
+    # One worker keeps the projections in its own process; several workers leave
+    # them to one `ledger projections run` child, so no two processes race for them.
+    projections = "none" if args.no_projections else "in-process"
+    if not args.no_projections and args.workers > 1:
+        projections = "child process"
     log.info(
         "starting",
         host=args.host,
         port=args.port,
+        workers=args.workers,
+        projections=projections,
         store=store,
         bootstrap_key=settings.bootstrap_api_key is not None,
     )
-    uvicorn.run(
-        create_app(container),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    build(settings).close()  # create the tables once, before any worker starts
+    os.environ[_FOLLOW_IN_WORKERS] = "1" if projections == "in-process" else "0"
+    child = None
+    if projections == "child process":
+        command = [sys.executable, "-m", "api.cli", "projections", "run"]
+        child = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+    try:
+        uvicorn.run(
+            "api.cli:worker_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=15)
+    return 0
+
+
+def _projections_run(_: argparse.Namespace) -> int:
+    """Keep every projection up to date until SIGTERM or SIGINT."""
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    container = build(settings)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    container.follower.start()
+    log.info("projections_running", position=container.follower.position)
+    try:
+        stopping.wait()
+    finally:
+        container.follower.stop()
+        log.info("projections_stopped", position=container.follower.position)
+        container.close()
     return 0
 
 
@@ -79,7 +130,20 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API (and its projections)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    serve.add_argument(
+        "--no-projections",
+        action="store_true",
+        help="do not keep projections up to date here (run `ledger projections run`)",
+    )
     serve.set_defaults(run=_serve)
+
+    projections = commands.add_parser("projections", help="the read models built from the log")
+    projection_commands = projections.add_subparsers(dest="projections_command", required=True)
+    run = projection_commands.add_parser(
+        "run", help="keep every projection up to date, in this process, until stopped"
+    )
+    run.set_defaults(run=_projections_run)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recorder
+from eventsourcing.utils import get_topic
 
 from application.errors import (
     BatchSizeError,
@@ -34,6 +35,7 @@ from domain.usage import (
 MAX_BATCH = 1000
 MAX_SAVE_ATTEMPTS = 8
 _KNOWN_CUSTOMERS_CAP = 100_000
+_USAGE_TOPIC = get_topic(UsageEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class _Accepted:
     index: int
     source: EventInput
     fields: dict[str, Any]
+    aggregate_id: UUID
 
 
 class UnknownCustomerError(DomainError):
@@ -146,7 +149,7 @@ class Ledger(Application[UUID]):
         """Record each good event at most once; report duplicates and rejections."""
         check_batch(events)
         accepted, rejected = self._validate(business_id, events, now)
-        pending = {usage_event_id(business_id, a.source.event_id): a for a in accepted}
+        pending = {a.aggregate_id: a for a in accepted}
         with self._identities.serialised(business_id):
             written, duplicates = self._save_new(business_id, pending)
         return IngestOutcome(
@@ -163,10 +166,21 @@ class Ledger(Application[UUID]):
             for known in self._identities.existing(pending.keys()):
                 dup = pending.pop(known)
                 duplicates.append(Duplicate(dup.index, dup.source.event_id))
-            # Built afresh on every attempt: a failed save has drained the old ones.
-            fresh = [UsageEvent(business_id=business_id, **a.fields) for a in pending.values()]
+            # The creating event of each UsageEvent aggregate, put straight into the
+            # event store: ingest never reads the aggregates back, and building 1,000
+            # of them per batch cost a tenth of the time.
+            fresh = [
+                UsageEvent.Recorded(  # type: ignore[call-arg]  # fields set by the library
+                    originator_id=aggregate_id,
+                    originator_version=UsageEvent.INITIAL_VERSION,
+                    originator_topic=_USAGE_TOPIC,
+                    business_id=business_id,
+                    **a.fields,
+                )
+                for aggregate_id, a in pending.items()
+            ]
             try:
-                recordings = self.save(*fresh) if fresh else []
+                recordings = self.events.put(fresh) if fresh else []
             except IntegrityError:
                 continue  # a concurrent writer got some of them first; look again
             return len({r.domain_event.originator_id for r in recordings}), duplicates
@@ -183,7 +197,8 @@ class Ledger(Application[UUID]):
             except DomainError as error:
                 rejected.append(Rejection(index, source.event_id, error.code, error.message))
             else:
-                accepted.append(_Accepted(index, source, fields))
+                aggregate_id = usage_event_id(business_id, source.event_id)
+                accepted.append(_Accepted(index, source, fields, aggregate_id))
         return accepted, rejected
 
     def _check_event(self, business_id: str, source: EventInput, now: datetime) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Ingest benchmark: the real server under concurrent batch load, against a plain COPY.
 
-Run: ``.venv/bin/python benchmarks/ingest.py [--events N] [--connections C]``
+Run: ``.venv/bin/python benchmarks/ingest.py [--events N] [--connections C] [--workers W]``
 """
 
 from __future__ import annotations
@@ -190,7 +190,9 @@ def stop(server: subprocess.Popen[bytes]) -> None:
             server.wait()
 
 
-def serve_and_load(dburl: str, events: int, connections: int) -> tuple[Run, list[str]]:
+def serve_and_load(
+    dburl: str, events: int, connections: int, workers: int
+) -> tuple[Run, list[str]]:
     key, port = secrets.token_urlsafe(24), free_port()
     env = {
         **os.environ,
@@ -199,7 +201,7 @@ def serve_and_load(dburl: str, events: int, connections: int) -> tuple[Run, list
         "LEDGER_LOG_LEVEL": "warning",
         "LEDGER_BACKDATE_WINDOW": "P1D",
     }
-    command = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port"]
+    command = [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers), "--port"]
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen([*command, str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
@@ -221,8 +223,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def report(dburl: str, events: int, connections: int) -> None:
-    run, server_log = serve_and_load(dburl, events, connections)
+def report(dburl: str, events: int, connections: int, workers: int) -> None:
+    run, server_log = serve_and_load(dburl, events, connections, workers)
     with psycopg.connect(dburl) as db:
         query = "SELECT count(*) FILTER (WHERE topic LIKE '%UsageEvent%'), count(*) FROM "
         usage, rows_in_log = db.execute(query + "ledger_events").fetchone() or (0, 0)
@@ -237,7 +239,7 @@ def report(dburl: str, events: int, connections: int) -> None:
     caught = "caught up" if run.lags[-1] == 0 else f"still {run.lags[-1]:,} behind"
     print(
         f"ingest benchmark: {events:,} events, batches of {BATCH:,}, {connections} connections, "
-        f"PostgreSQL {version}, {os.cpu_count()} cores"
+        f"{workers} server worker(s), PostgreSQL {version}, {os.cpu_count()} cores"
     )
     print(
         f"ledger POST /events/ingest : {rate:,.0f} events/s  ({run.elapsed:.1f} s)  "
@@ -263,14 +265,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="ledger serve --workers")
     args = parser.parse_args()
-    if args.events < 1 or args.connections < 1:
-        parser.error("--events and --connections must be positive")
+    if min(args.events, args.connections, args.workers) < 1:
+        parser.error("--events, --connections and --workers must be positive")
     dbname = f"ledger_bench_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     try:
-        report(f"postgresql://postgres@127.0.0.1:5432/{dbname}", args.events, args.connections)
+        report(
+            f"postgresql://postgres@127.0.0.1:5432/{dbname}",
+            args.events,
+            args.connections,
+            args.workers,
+        )
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -6,16 +6,20 @@ import fcntl
 import random
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import AggregateRecorder, Recorder
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import AggregateRecorder, Recorder, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
 
 from application.ports import StoredIdentities
 from infrastructure.settings import Settings
@@ -24,12 +28,47 @@ _ADVISORY_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext('ledger-ingest'), has
 _ADVISORY_UNLOCK = "SELECT pg_advisory_unlock(hashtext('ledger-ingest'), hashtext(%s))"
 
 
+class BinaryArrayPostgresRecorder(PostgresApplicationRecorder):
+    """The library's recorder, inserting a batch as four binary arrays.
+
+    The library binds one array of a composite type, which psycopg can only send
+    as text (every ``state`` escaped as hex): a fifth of ingest time went there.
+    Four plain arrays travel in binary. The table lock, the NOTIFY, the RETURNING
+    of notification ids and the transaction are the library's, unchanged.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.insert_events_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **_: Any
+    ) -> None:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self.insert_events_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
+
+
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The environment eventsourcing's infrastructure factory reads."""
+    common = {"MAPPER_TOPIC": "infrastructure.mapper:ExactMapper"}
     if settings.is_postgres:
         params = conninfo_to_dict(settings.database_url)
-        return {
+        return common | {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": "infrastructure.store:BinaryArrayPostgresRecorder",
             "POSTGRES_DBNAME": str(params.get("dbname", "")),
             "POSTGRES_HOST": str(params.get("host", "127.0.0.1")),
             "POSTGRES_PORT": str(params.get("port", "5432")),
@@ -48,7 +87,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         }
     path = settings.sqlite_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    return {
+    return common | {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": "30",

@@ -3,27 +3,42 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
+from tests.conftest import BOOTSTRAP_KEY, free_port
 
 
 def ledger(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 def test_a_created_key_authenticates_for_its_business(
     settings: Settings, container: Container
 ) -> None:
-    result = ledger("keys", "create", "--business", "acme", "--scope", "ingest",
-                    env={"LEDGER_DATABASE_URL": settings.database_url})
+    result = ledger(
+        "keys",
+        "create",
+        "--business",
+        "acme",
+        "--scope",
+        "ingest",
+        env={"LEDGER_DATABASE_URL": settings.database_url},
+    )
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
     principal = container.keys.authenticate(key)
@@ -34,15 +49,68 @@ def test_a_created_key_authenticates_for_its_business(
 
 @pytest.mark.parametrize("business", ["", "has space", "-leading-dash"])
 def test_a_bad_business_name_is_refused(settings: Settings, business: str) -> None:
-    result = ledger("keys", "create", "--business", business,
-                    env={"LEDGER_DATABASE_URL": settings.database_url})
+    result = ledger(
+        "keys", "create", "--business", business, env={"LEDGER_DATABASE_URL": settings.database_url}
+    )
     assert result.returncode == 2
     assert "business" in result.stderr
 
 
 def test_bad_configuration_stops_start_up_naming_the_variable(tmp_path) -> None:
-    result = ledger("serve", env={"LEDGER_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite",
-                                  "LEDGER_BACKDATE_WINDOW": "forever"})
+    result = ledger(
+        "serve",
+        env={
+            "LEDGER_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite",
+            "LEDGER_BACKDATE_WINDOW": "forever",
+        },
+    )
     assert result.returncode == 2
     assert "LEDGER_BACKDATE_WINDOW" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_with_two_workers_keeps_the_projections_in_one_child(settings: Settings) -> None:
+    """Two HTTP workers answer; one `projections run` child keeps listings current."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": settings.database_url,
+        "LEDGER_BOOTSTRAP_API_KEY": BOOTSTRAP_KEY,
+        "LEDGER_LOG_FORMAT": "json",
+    }
+    command = [sys.executable, "-m", "api.cli", "serve", "--workers", "2", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    headers = {"Authorization": f"Bearer {BOOTSTRAP_KEY}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+            wait_until_healthy(http)
+            customer = http.post("/customers", json={"email": "a@b.co", "name": "A"}).json()
+            events = [
+                {"event_id": f"e{i}", "customer_id": customer["customer_id"], "event_name": "x"}
+                for i in range(50)
+            ]
+            assert (
+                http.post("/events/ingest", json={"events": events}).json()["ingested_count"] == 50
+            )
+            listed = http.get("/events", params={"page_size": 100}).json()["items"]
+            assert len(listed) == 50
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    lines = output.decode(errors="replace").splitlines()
+    assert any('"projections": "child process"' in line for line in lines), lines[:5]
+    assert any("projections_stopped" in line for line in lines), lines[-5:]
+    assert not [line for line in lines if "Traceback" in line or '"level": "error"' in line]
+    assert server.returncode == 0
+
+
+def wait_until_healthy(http: httpx.Client, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if http.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server did not become healthy")
