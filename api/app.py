@@ -18,6 +18,7 @@ from api.response import ExactJSONResponse
 from api.routes.customers import CustomerController
 from api.routes.events import EventController
 from api.routes.health import health
+from api.routes.meters import MeterController
 from infrastructure.bootstrap import Container
 
 
@@ -34,14 +35,14 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if follow:
-            container.follower.start()
+            container.start_projections()
         try:
             yield
         finally:
             container.close()
 
     app = Litestar(
-        route_handlers=[health, CustomerController, EventController],
+        route_handlers=[health, CustomerController, EventController, MeterController],
         middleware=[
             RequestLogMiddleware,
             DefineMiddleware(BearerKeyMiddleware, exclude=PUBLIC_PATHS),

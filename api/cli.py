@@ -91,13 +91,14 @@ def _projections_run(_: argparse.Namespace) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    container.follower.start()
-    log.info("projections_running", position=container.follower.position)
+    container.start_projections()
+    log.info("projections_running", position=container.projection_position)
     try:
         stopping.wait()
     finally:
-        container.follower.stop()
-        log.info("projections_stopped", position=container.follower.position)
+        for follower in container.followers:
+            follower.stop()
+        log.info("projections_stopped", position=container.projection_position)
         container.close()
     return 0
 

@@ -16,6 +16,7 @@ from api.response import ExactJSONResponse
 from api.schemas import ErrorRead
 from application.errors import (
     ConflictRetryExhaustedError,
+    InvalidParameterError,
     InvalidRequestError,
     LedgerError,
     NotFoundError,
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFoundError, 404),
+    (InvalidParameterError, 400),
     (InvalidRequestError, 422),
     (UnavailableError, 503),
     (ConflictRetryExhaustedError, 503),

@@ -97,3 +97,48 @@ def decode(body: bytes, shape: type[T]) -> T:
     if decoder is None:
         decoder = _decoders[shape] = msgspec.json.Decoder(shape, float_hook=Decimal)
     return decoder.decode(body)  # type: ignore[no-any-return]
+
+
+class MeterCreate(msgspec.Struct):
+    # aggregation and filter stay plain: the domain checks them and names the path.
+    aggregation: Any
+    event_name: str
+    measurement_unit: str
+    name: str
+    description: str | None = None
+    filter: Any = None
+
+
+class MeterRead(msgspec.Struct):
+    id: str
+    aggregation: dict[str, Any]
+    business_id: str
+    created_at: datetime
+    event_name: str
+    measurement_unit: str
+    name: str
+    updated_at: datetime
+    description: str | None = None
+    filter: dict[str, Any] | None = None
+    archived: bool = False  # our extension
+
+
+class UsageWindowRead(msgspec.Struct):
+    start: datetime
+    end: datetime
+    value: Decimal
+    event_count: int
+
+
+class MeterUsageRead(msgspec.Struct):
+    """Our extension: a meter's value per window, and in total, over [start, end)."""
+
+    meter_id: str
+    customer_id: str | None
+    start: datetime
+    end: datetime
+    window: str
+    aggregation: dict[str, Any]
+    items: list[UsageWindowRead]
+    total: Decimal
+    event_count: int

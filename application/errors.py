@@ -40,3 +40,9 @@ class ConflictRetryExhaustedError(LedgerError):
 
 class UnavailableError(LedgerError):
     code = "unavailable"
+
+
+class InvalidParameterError(InvalidRequestError):
+    """A query parameter is malformed or out of range (answered 400 like Litestar's own)."""
+
+    code = "invalid_parameter"

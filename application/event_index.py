@@ -1,25 +1,34 @@
-"""The event index projection: usage events and customers, listable and filterable."""
+"""The event index projection: usage events, customers and meters, listable and filterable."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 
 from application.follower import DomainEvent
 from application.ledger import customer_view, usage_view
-from application.ports import CustomerView, EventIndex, UsageEventView
+from application.ports import CustomerView, EventIndex, MeterView, UsageEventView
 from domain.customer import Customer
+from domain.meter import Meter
 from domain.usage import UsageEvent
+
+MeterAt = Callable[[UUID, int], MeterView]
 
 
 class EventIndexProjection:
-    """Writes one row per usage event and per customer, with the log position."""
+    """Writes one row per usage event, customer and meter, with the log position.
+
+    A meter's row is its whole state as of the batch's last event about it,
+    read from the log at that version, so a rebuild writes the same rows.
+    """
 
     name = "event_index"
 
-    def __init__(self, view: EventIndex) -> None:
+    def __init__(self, view: EventIndex, meter_at: MeterAt) -> None:
         self._view = view
+        self._meter_at = meter_at
 
     @property
     def view(self) -> EventIndex:
@@ -28,9 +37,13 @@ class EventIndexProjection:
     def process(self, events: Sequence[DomainEvent], tracking: Tracking) -> None:
         usage: list[UsageEventView] = []
         customers: list[CustomerView] = []
+        meter_versions: dict[UUID, int] = {}
         for domain_event in events:
             if isinstance(domain_event, UsageEvent.Recorded):
                 usage.append(usage_view(domain_event))
             elif isinstance(domain_event, Customer.Registered):
                 customers.append(customer_view(domain_event))
-        self._view.record(usage, customers, tracking)
+            elif isinstance(domain_event, Meter.Event):
+                meter_versions[domain_event.originator_id] = domain_event.originator_version
+        meters = [self._meter_at(i, v) for i, v in meter_versions.items()]
+        self._view.record(usage, customers, meters, tracking)

@@ -19,10 +19,11 @@ from application.errors import (
     DuplicateEventInRequestError,
     NotFoundError,
 )
-from application.ports import CustomerView, StoredIdentities, UsageEventView
+from application.ports import CustomerView, MeterView, StoredIdentities, UsageEventView
 from domain.customer import Customer, check_customer_fields, customer_aggregate_id
 from domain.errors import DomainError
 from domain.metadata import validate_metadata
+from domain.meter import Meter, MeterSpec, meter_aggregate_id
 from domain.usage import (
     TimeWindow,
     UsageEvent,
@@ -133,6 +134,95 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             raise NotFoundError(f"customer {customer_id!r} not found") from None
         return customer_view(customer)
+
+    # Meters
+
+    def create_meter(
+        self,
+        business_id: str,
+        *,
+        name: str,
+        description: str | None,
+        measurement_unit: str,
+        event_name: str,
+        aggregation: object,
+        filter_: object,
+        now: datetime,
+    ) -> MeterView:
+        """A new meter. It measures every matching event in the log, older ones too."""
+        spec = MeterSpec.parse(event_name, aggregation, filter_)
+        meter = Meter.define(
+            business_id,
+            f"mtr_{secrets.token_hex(12)}",
+            name=name,
+            description=description,
+            measurement_unit=measurement_unit,
+            spec=spec,
+            created_at=now,
+        )
+        self.save(meter)
+        return meter_view(meter)
+
+    def _meter(self, business_id: str, meter_id: str) -> Meter:
+        try:
+            meter: Meter = self.repository.get(meter_aggregate_id(business_id, meter_id))
+        except AggregateNotFoundError:
+            raise NotFoundError(f"meter {meter_id!r} not found") from None
+        return meter
+
+    def meter(self, business_id: str, meter_id: str) -> MeterView:
+        return meter_view(self._meter(business_id, meter_id))
+
+    def meter_at(self, aggregate_id: UUID, version: int) -> MeterView:
+        """The meter as it stood at ``version``: the log never changes, so neither does this."""
+        meter: Meter = self.repository.get(aggregate_id, version=version)
+        return meter_view(meter)
+
+    def meter_spec(self, business_id: str, meter_id: str) -> MeterSpec:
+        return self._meter(business_id, meter_id).spec
+
+    def update_meter(
+        self,
+        business_id: str,
+        meter_id: str,
+        *,
+        changes: Mapping[str, Any],
+        now: datetime,
+    ) -> MeterView:
+        """Change the fields given in ``changes``; the rest stay as they are.
+
+        ``name``, ``description`` and ``measurement_unit`` may always change. A
+        change of ``event_name``, ``aggregation`` or ``filter`` makes the usage
+        projection measure the meter again over the whole log.
+        """
+        meter = self._meter(business_id, meter_id)
+        meter.update(
+            changes.get("name", meter.name),
+            changes.get("description", meter.description),
+            changes.get("measurement_unit", meter.measurement_unit),
+            now,
+        )
+        if {"event_name", "aggregation", "filter"} & changes.keys():
+            spec = MeterSpec.parse(
+                changes.get("event_name", meter.event_name),
+                changes.get("aggregation", meter.aggregation),
+                changes.get("filter", meter.filter),
+            )
+            meter.change_definition(spec, now)
+        self.save(meter)
+        return meter_view(meter)
+
+    def archive_meter(self, business_id: str, meter_id: str, now: datetime) -> MeterView:
+        meter = self._meter(business_id, meter_id)
+        meter.archive(now)
+        self.save(meter)
+        return meter_view(meter)
+
+    def unarchive_meter(self, business_id: str, meter_id: str, now: datetime) -> MeterView:
+        meter = self._meter(business_id, meter_id)
+        meter.unarchive(now)
+        self.save(meter)
+        return meter_view(meter)
 
     # Usage events
 
@@ -269,4 +359,21 @@ def customer_view(customer: Customer | Customer.Registered) -> CustomerView:
         phone_number=customer.phone_number,
         metadata=customer.metadata,
         created_at=customer.created_at,
+    )
+
+
+def meter_view(meter: Meter) -> MeterView:
+    """The read shape of a meter, from the aggregate."""
+    return MeterView(
+        business_id=meter.business_id,
+        meter_id=meter.meter_id,
+        name=meter.name,
+        description=meter.description,
+        event_name=meter.event_name,
+        measurement_unit=meter.measurement_unit,
+        aggregation=meter.aggregation,
+        filter=meter.filter,
+        created_at=meter.created_at,
+        updated_at=meter.updated_at,
+        archived=meter.is_archived,
     )

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
@@ -52,6 +52,29 @@ class CustomerView:
 
 
 @dataclass(frozen=True, slots=True)
+class MeterView:
+    business_id: str
+    meter_id: str
+    name: str
+    description: str | None
+    event_name: str
+    measurement_unit: str
+    aggregation: dict[str, Any]
+    filter: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    archived: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MeterQuery:
+    business_id: str
+    archived: bool = False
+    page_number: int = 0
+    page_size: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class EventQuery:
     business_id: str
     customer_id: str | None = None
@@ -90,9 +113,21 @@ class EventIndex(TrackedView, Protocol):
         self,
         events: Sequence[UsageEventView],
         customers: Sequence[CustomerView],
+        meters: Sequence[MeterView],
         tracking: Tracking,
     ) -> None: ...
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
+
+    def list_meters(self, query: MeterQuery) -> list[MeterView]: ...
+
+    def scan_events(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[UsageEventView]: ...
 
     def list_customers(self, query: CustomerQuery) -> list[CustomerView]: ...

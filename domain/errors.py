@@ -11,6 +11,7 @@ class DomainError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.detail: dict[str, object] = {}
 
 
 class InvalidMetadataError(DomainError):
@@ -35,3 +36,9 @@ class InvalidEventNameError(DomainError):
 
 class InvalidCustomerError(DomainError):
     code = "invalid_customer"
+
+
+class InvalidMeterError(DomainError):
+    """A meter definition is malformed; the message starts with the offending path."""
+
+    code = "invalid_meter"

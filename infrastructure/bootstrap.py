@@ -14,6 +14,7 @@ from application.event_index import EventIndexProjection
 from application.follower import LogFollower
 from application.ledger import Ledger
 from application.ports import EventIndex
+from application.usage import UsageProjection, UsageStore, log_history
 from domain.usage import TimeWindow
 from infrastructure.keys import KeyStore
 from infrastructure.settings import Settings
@@ -23,6 +24,7 @@ from infrastructure.store import (
     schema_lock,
     stored_identities,
 )
+from infrastructure.usage_views import PostgresUsageStore, SQLiteUsageStore
 from infrastructure.views import PostgresEventIndex, SQLiteEventIndex
 
 log = structlog.get_logger(__name__)
@@ -37,15 +39,38 @@ class Container:
     settings: Settings
     ledger: Ledger
     event_index: EventIndex
-    follower: LogFollower
+    follower: LogFollower  # the event index's
+    usage: UsageStore
+    usage_follower: LogFollower
     keys: KeyStore
     clock: Callable[[], datetime] = field(default=utc_now)
 
+    @property
+    def followers(self) -> tuple[LogFollower, ...]:
+        return (self.follower, self.usage_follower)
+
+    @property
+    def projection_position(self) -> int:
+        """How far every projection has got: the least of their positions."""
+        return min(f.position for f in self.followers)
+
+    def start_projections(self) -> None:
+        for follower in self.followers:
+            follower.start()
+
     def wait_for_reads(self) -> None:
-        """Read-your-writes for listings: wait until the index has the log's head."""
+        """Read-your-writes for listings: wait until the projections have the log's head."""
         head = self.ledger.recorder.max_notification_id()
-        if head and not self.follower.wait_for(head, timeout=self.settings.read_wait_seconds):
-            log.warning("read_model_behind", head=head, position=self.follower.position)
+        if not head:
+            return
+        for follower in self.followers:
+            if not follower.wait_for(head, timeout=self.settings.read_wait_seconds):
+                log.warning(
+                    "read_model_behind",
+                    projection=follower.projection.name,
+                    head=head,
+                    position=follower.position,
+                )
 
     def database_problem(self) -> str | None:
         """None when the store answers; otherwise why not."""
@@ -63,7 +88,8 @@ class Container:
         return None
 
     def close(self) -> None:
-        self.follower.stop()
+        for follower in self.followers:
+            follower.stop()
         self.ledger.close()
 
 
@@ -76,18 +102,27 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
     )
     datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
     index: SQLiteEventIndex | PostgresEventIndex
+    usage: SQLiteUsageStore | PostgresUsageStore
     with schema_lock(settings):
         ledger.recorder.create_table()  # type: ignore[attr-defined]
         if isinstance(datastore, PostgresDatastore):
             index = PostgresEventIndex(datastore)
+            usage = PostgresUsageStore(datastore)
             keys = KeyStore(datastore, "%s", settings.bootstrap_api_key)
         else:
             assert isinstance(datastore, SQLiteDatastore)
-            path = projection_sqlite_path(settings, EventIndexProjection.name)
-            index = SQLiteEventIndex(SQLiteDatastore(str(path), lock_timeout=30))
+            index = SQLiteEventIndex(_projection_datastore(settings, EventIndexProjection.name))
+            usage = SQLiteUsageStore(_projection_datastore(settings, UsageProjection.name))
             keys = KeyStore(datastore, "?", settings.bootstrap_api_key)
         index.create_table()
-    follower = LogFollower(
-        ledger, EventIndexProjection(index), poll_interval=settings.follower_poll_seconds
+        usage.create_table()
+    poll = settings.follower_poll_seconds
+    follower = LogFollower(ledger, EventIndexProjection(index, ledger.meter_at), poll_interval=poll)
+    usage_follower = LogFollower(
+        ledger, UsageProjection(usage, log_history(ledger)), poll_interval=poll
     )
-    return Container(settings, ledger, index, follower, keys, clock)
+    return Container(settings, ledger, index, follower, usage, usage_follower, keys, clock)
+
+
+def _projection_datastore(settings: Settings, name: str) -> SQLiteDatastore:
+    return SQLiteDatastore(str(projection_sqlite_path(settings, name)), lock_timeout=30)

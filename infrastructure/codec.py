@@ -8,11 +8,39 @@ from typing import Any
 
 import msgspec
 
+from application.ports import MeterView
 from domain.metadata import Metadata
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 _decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _MeterState(msgspec.Struct):
+    business_id: str
+    meter_id: str
+    name: str
+    description: str | None
+    event_name: str
+    measurement_unit: str
+    aggregation: dict[str, Any]
+    filter: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    archived: bool
+
+
+_meter_decoder = msgspec.json.Decoder(_MeterState, float_hook=Decimal)
+
+
+def encode_meter(meter: MeterView) -> str:
+    state = _MeterState(**{f: getattr(meter, f) for f in _MeterState.__struct_fields__})
+    return _encoder.encode(state).decode()
+
+
+def decode_meter(raw: str | bytes) -> MeterView:
+    state = _meter_decoder.decode(raw)
+    return MeterView(**{f: getattr(state, f) for f in _MeterState.__struct_fields__})
 
 
 def encode_metadata(metadata: Metadata) -> str:

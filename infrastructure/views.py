@@ -8,6 +8,7 @@ The SQL is shared; only placeholders and table creation differ per store.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import Tracking
@@ -15,8 +16,22 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.ports import CustomerQuery, CustomerView, EventQuery, UsageEventView
-from infrastructure.codec import decode_metadata, encode_metadata, from_micros, to_micros
+from application.ports import (
+    CustomerQuery,
+    CustomerView,
+    EventQuery,
+    MeterQuery,
+    MeterView,
+    UsageEventView,
+)
+from infrastructure.codec import (
+    decode_metadata,
+    decode_meter,
+    encode_metadata,
+    encode_meter,
+    from_micros,
+    to_micros,
+)
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS event_index_usage ("
@@ -34,11 +49,22 @@ TABLES = (
     "created_at BIGINT NOT NULL, PRIMARY KEY (business_id, customer_id))",
     "CREATE INDEX IF NOT EXISTS event_index_customers_by_time "
     "ON event_index_customers (business_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS event_index_meters ("
+    "business_id TEXT NOT NULL, meter_id TEXT NOT NULL, archived BOOLEAN NOT NULL, "
+    "created_at BIGINT NOT NULL, state TEXT NOT NULL, "
+    "PRIMARY KEY (business_id, meter_id))",
+    "CREATE INDEX IF NOT EXISTS event_index_meters_by_time "
+    "ON event_index_meters (business_id, archived, created_at)",
 )
 INSERT_USAGE = (
     "INSERT INTO event_index_usage "
     "(business_id, event_id, customer_id, event_name, ts, metadata, position) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+UPSERT_METER = (
+    "INSERT INTO event_index_meters (business_id, meter_id, archived, created_at, state) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_id, meter_id) DO UPDATE SET "
+    "archived = excluded.archived, state = excluded.state"
 )
 INSERT_CUSTOMER = (
     "INSERT INTO event_index_customers "
@@ -64,6 +90,7 @@ class EventIndexSQL:
         self,
         events: Sequence[UsageEventView],
         customers: Sequence[CustomerView],
+        meters: Sequence[MeterView],
         tracking: Tracking,
     ) -> None:
         usage_rows = [
@@ -90,12 +117,31 @@ class EventIndexSQL:
             )
             for c in customers
         ]
+        meter_rows = [
+            (m.business_id, m.meter_id, m.archived, to_micros(m.created_at), encode_meter(m))
+            for m in meters
+        ]
         with self.datastore.transaction(commit=True) as curs:
             if usage_rows:
                 curs.executemany(self._q(INSERT_USAGE), usage_rows)
             if customer_rows:
                 curs.executemany(self._q(INSERT_CUSTOMER), customer_rows)
+            if meter_rows:
+                curs.executemany(self._q(UPSERT_METER), meter_rows)
             self._insert_tracking(curs, tracking)
+
+    def list_meters(self, query: MeterQuery) -> list[MeterView]:
+        statement = (
+            "SELECT state FROM event_index_meters WHERE business_id = ? AND archived = ? "
+            "ORDER BY created_at DESC, meter_id DESC LIMIT ? OFFSET ?"
+        )
+        params: list[object] = [
+            query.business_id,
+            query.archived,
+            query.page_size,
+            query.page_number * query.page_size,
+        ]
+        return [decode_meter(row[0]) for row in self._fetch(statement, params)]
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]:
         where: list[str] = ["business_id = ?"]
@@ -116,6 +162,31 @@ class EventIndexSQL:
             "ORDER BY ts DESC, event_id DESC LIMIT ? OFFSET ?"
         )
         params += [query.page_size, query.page_number * query.page_size]
+        return [
+            UsageEventView(
+                row[0], row[1], row[2], row[3], from_micros(row[4]), decode_metadata(row[5])
+            )
+            for row in self._fetch(statement, params)
+        ]
+
+    def scan_events(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[UsageEventView]:
+        """Every event of a name in ``[start, end)``, unpaged: a meter's partial hours."""
+        statement = (
+            "SELECT business_id, event_id, customer_id, event_name, ts, metadata "
+            "FROM event_index_usage WHERE business_id = ? AND event_name = ? "
+            "AND ts >= ? AND ts < ?"
+        )
+        params: list[object] = [business_id, event_name, to_micros(start), to_micros(end)]
+        if customer_id is not None:
+            statement += " AND customer_id = ?"
+            params.append(customer_id)
         return [
             UsageEventView(
                 row[0], row[1], row[2], row[3], from_micros(row[4]), decode_metadata(row[5])

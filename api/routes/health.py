@@ -21,7 +21,7 @@ def health(request: Request[Any, Any, Any]) -> Response[HealthRead]:
     body = HealthRead(
         status="ok",
         database="ok",
-        projection_position=container.follower.position,
+        projection_position=container.projection_position,
         log_position=container.ledger.recorder.max_notification_id() or 0,
     )
     return ExactJSONResponse(body, status_code=200)

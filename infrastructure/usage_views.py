@@ -1,0 +1,227 @@
+"""The usage read model on SQLite and PostgreSQL: hourly tallies per meter and customer.
+
+Decimals are stored as canonical text and merged in Python, never by SQL
+arithmetic (SQLite would turn them into floats). Rows and the log position are
+written in one transaction through eventsourcing's tracking recorders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from application.usage import BucketKey, MeterDefinition, UsageChanges
+from domain.meter import Last, Tally
+from infrastructure.codec import from_micros, to_micros
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS usage_meters ("
+    "aggregate_id TEXT PRIMARY KEY, business_id TEXT NOT NULL, meter_id TEXT NOT NULL, "
+    "definition TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS usage_buckets ("
+    "business_id TEXT NOT NULL, meter_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
+    "hour BIGINT NOT NULL, count BIGINT NOT NULL, total TEXT NOT NULL, "
+    "maximum TEXT, minimum TEXT, last_ts BIGINT, last_event_id TEXT, last_value TEXT, "
+    "distinct_values TEXT, PRIMARY KEY (business_id, meter_id, customer_id, hour))",
+    "CREATE INDEX IF NOT EXISTS usage_buckets_by_hour "
+    "ON usage_buckets (business_id, meter_id, hour)",
+)
+DROP = ("DROP TABLE IF EXISTS usage_buckets", "DROP TABLE IF EXISTS usage_meters")
+_COLUMNS = (
+    "business_id, meter_id, customer_id, hour, count, total, maximum, minimum, "
+    "last_ts, last_event_id, last_value, distinct_values"
+)
+UPSERT_BUCKET = (
+    f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+    "ON CONFLICT (business_id, meter_id, customer_id, hour) DO UPDATE SET "
+    "count = excluded.count, total = excluded.total, maximum = excluded.maximum, "
+    "minimum = excluded.minimum, last_ts = excluded.last_ts, "
+    "last_event_id = excluded.last_event_id, last_value = excluded.last_value, "
+    "distinct_values = excluded.distinct_values"
+)
+UPSERT_METER = (
+    "INSERT INTO usage_meters (aggregate_id, business_id, meter_id, definition) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (aggregate_id) DO UPDATE SET "
+    "definition = excluded.definition"
+)
+_encoder = msgspec.json.Encoder(decimal_format="number")
+_decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+_values = msgspec.json.Decoder(list[str])
+
+
+def bucket_row(key: BucketKey, tally: Tally) -> tuple[Any, ...]:
+    business_id, meter_id, customer_id, hour = key
+    last = tally.last
+    return (
+        business_id,
+        meter_id,
+        customer_id,
+        to_micros(hour),
+        tally.count,
+        str(tally.total),
+        None if tally.maximum is None else str(tally.maximum),
+        None if tally.minimum is None else str(tally.minimum),
+        None if last is None else to_micros(last.timestamp),
+        None if last is None else last.event_id,
+        None if last is None else str(last.value),
+        _encoder.encode(sorted(tally.distinct)).decode() if tally.distinct else None,
+    )
+
+
+def tally_of(row: Sequence[Any]) -> Tally:
+    """The tally of a row's columns from ``count`` on."""
+    count, total, maximum, minimum, last_ts, last_event_id, last_value, distinct = row
+    return Tally(
+        count=int(count),
+        total=Decimal(total),
+        maximum=None if maximum is None else Decimal(maximum),
+        minimum=None if minimum is None else Decimal(minimum),
+        last=None
+        if last_ts is None
+        else Last(from_micros(int(last_ts)), last_event_id, Decimal(last_value)),
+        distinct=frozenset(_values.decode(distinct)) if distinct else frozenset(),
+    )
+
+
+class UsageSQL:
+    """Shared statements; ``mark`` is the store's placeholder."""
+
+    mark = "?"
+    datastore: Any
+
+    if TYPE_CHECKING:  # provided by the library's tracking recorder
+
+        def _insert_tracking(self, curs: Any, tracking: Tracking) -> None: ...
+
+    def _q(self, statement: str) -> Any:
+        return statement if self.mark == "?" else statement.replace("?", self.mark)
+
+    def _rows(self, curs: Any) -> list[tuple[Any, ...]]:
+        return [
+            tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in curs.fetchall()
+        ]
+
+    def definitions(self) -> list[MeterDefinition]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT aggregate_id, business_id, meter_id, definition FROM usage_meters "
+                "ORDER BY aggregate_id"
+            )
+            return [
+                MeterDefinition(UUID(str(a)), b, m, _decoder.decode(d))
+                for a, b, m, d in self._rows(curs)
+            ]
+
+    def apply(self, changes: UsageChanges, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            if changes.added:
+                merged = self._merge_existing(curs, changes.added)
+                curs.executemany(
+                    self._q(UPSERT_BUCKET), [bucket_row(k, t) for k, t in merged.items()]
+                )
+            if changes.definitions:
+                curs.executemany(
+                    self._q(UPSERT_METER),
+                    [
+                        (
+                            str(d.aggregate_id),
+                            d.business_id,
+                            d.meter_id,
+                            _encoder.encode(d.definition).decode(),
+                        )
+                        for d in changes.definitions
+                    ],
+                )
+            for (business_id, meter_id), buckets in changes.replaced.items():
+                curs.execute(
+                    self._q("DELETE FROM usage_buckets WHERE business_id = ? AND meter_id = ?"),
+                    (business_id, meter_id),
+                )
+                rows = [
+                    bucket_row((business_id, meter_id, customer, hour), tally)
+                    for (customer, hour), tally in buckets.items()
+                ]
+                if rows:
+                    curs.executemany(self._q(UPSERT_BUCKET), rows)
+            self._insert_tracking(curs, tracking)
+
+    def _merge_existing(self, curs: Any, added: dict[BucketKey, Tally]) -> dict[BucketKey, Tally]:
+        """``added`` merged with what the buckets already hold (read in the same transaction)."""
+        spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+        for business_id, meter_id, _, hour in added:
+            low, high = spans.get((business_id, meter_id), (hour, hour))
+            spans[business_id, meter_id] = (min(low, hour), max(high, hour))
+        merged = dict(added)
+        for (business_id, meter_id), (low, high) in spans.items():
+            curs.execute(
+                self._q(
+                    "SELECT customer_id, hour, count, total, maximum, minimum, last_ts, "
+                    "last_event_id, last_value, distinct_values FROM usage_buckets "
+                    "WHERE business_id = ? AND meter_id = ? AND hour >= ? AND hour <= ?"
+                ),
+                (business_id, meter_id, to_micros(low), to_micros(high)),
+            )
+            for row in self._rows(curs):
+                key = (business_id, meter_id, row[0], from_micros(int(row[1])))
+                if key in merged:
+                    merged[key] = tally_of(row[2:]).merge(merged[key])
+        return merged
+
+    def buckets(
+        self,
+        business_id: str,
+        meter_id: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[tuple[str, datetime, Tally]]:
+        statement = (
+            "SELECT customer_id, hour, count, total, maximum, minimum, last_ts, "
+            "last_event_id, last_value, distinct_values FROM usage_buckets "
+            "WHERE business_id = ? AND meter_id = ? AND hour >= ? AND hour < ?"
+        )
+        params: list[Any] = [business_id, meter_id, to_micros(start), to_micros(end)]
+        if customer_id is not None:
+            statement += " AND customer_id = ?"
+            params.append(customer_id)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._q(statement + " ORDER BY hour, customer_id"), params)
+            return [
+                (row[0], from_micros(int(row[1])), tally_of(row[2:])) for row in self._rows(curs)
+            ]
+
+    def all_buckets(self) -> Iterator[tuple[BucketKey, Tally]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT business_id, meter_id, customer_id, hour, count, total, maximum, "
+                "minimum, last_ts, last_event_id, last_value, distinct_values "
+                "FROM usage_buckets ORDER BY business_id, meter_id, customer_id, hour"
+            )
+            rows = self._rows(curs)
+        for row in rows:
+            yield (row[0], row[1], row[2], from_micros(int(row[3]))), tally_of(row[4:])
+
+
+class SQLiteUsageStore(UsageSQL, SQLiteTrackingRecorder):
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        super().__init__(datastore)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *TABLES]
+
+
+class PostgresUsageStore(UsageSQL, PostgresTrackingRecorder):
+    mark = "%s"
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name="usage_tracking")
+        self.sql_create_statements.extend(SQL(t).format() for t in TABLES)

@@ -1,0 +1,56 @@
+"""A first walk through meters: define after the events, read the usage back."""
+
+from __future__ import annotations
+
+from tests.api.helpers import make_customer
+
+
+def test_a_meter_made_after_its_events_counts_them(client, clock) -> None:
+    cid = make_customer(client)
+    now = clock()
+    events = [
+        {
+            "event_id": f"e{i}",
+            "customer_id": cid,
+            "event_name": "api.call",
+            "timestamp": (now.replace(minute=0, second=0, microsecond=0)).isoformat(),
+            "metadata": {"tokens": i, "tier": "pro" if i % 2 else "free"},
+        }
+        for i in range(10)
+    ]
+    assert client.post("/events/ingest", json={"events": events}).status_code == 200
+    response = client.post(
+        "/meters",
+        json={
+            "name": "Pro tokens",
+            "event_name": "api.call",
+            "measurement_unit": "tokens",
+            "aggregation": {"type": "sum", "key": "tokens"},
+            "filter": {
+                "conjunction": "and",
+                "clauses": [{"key": "tier", "operator": "equals", "value": "pro"}],
+            },
+        },
+    )
+    assert response.status_code == 200, response.text
+    meter = response.json()
+    usage = client.get(
+        f"/meters/{meter['id']}/usage",
+        params={
+            "start": "2026-11-25T00:00:00Z",
+            "end": "2026-11-26T00:00:00Z",
+            "window": "hour",
+            "customer_id": cid,
+        },
+    )
+    assert usage.status_code == 200, usage.text
+    body = usage.json()
+    assert body["total"] == 1 + 3 + 5 + 7 + 9
+    assert body["event_count"] == 5
+    assert len(body["items"]) == 24
+    partial = client.get(
+        f"/meters/{meter['id']}/usage",
+        params={"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T12:15:00Z"},
+    ).json()
+    assert partial["total"] == 25
+    assert [m["id"] for m in client.get("/meters").json()["items"]] == [meter["id"]]
