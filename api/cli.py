@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from typing import TextIO
 
 import structlog
 import uvicorn
@@ -103,6 +106,85 @@ def _projections_run(_: argparse.Namespace) -> int:
     return 0
 
 
+def _projections_status(args: argparse.Namespace) -> int:
+    container = build(_settings())
+    try:
+        rows = container.status()
+    finally:
+        container.close()
+    if args.json:
+        sys.stdout.write(
+            json.dumps(
+                [
+                    {"name": r.name, "position": r.position, "head": r.head, "behind": r.behind}
+                    for r in rows
+                ]
+            )
+            + "\n"
+        )
+        return 0
+    sys.stdout.write(f"{'projection':<14}{'position':>14}{'log head':>14}{'behind':>14}\n")
+    for r in rows:
+        sys.stdout.write(f"{r.name:<14}{r.position:>14,}{r.head:>14,}{r.behind:>14,}\n")
+    return 0
+
+
+def _projections_rebuild(args: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    container = build(settings)
+    try:
+        names = [args.name] if args.name else [f.projection.name for f in container.followers]
+        for name in names:
+            try:
+                container.projection(name)
+            except KeyError as error:
+                print(f"ledger: {error.args[0]}", file=sys.stderr)  # noqa: T201
+                return 2
+        head = container.ledger.recorder.max_notification_id() or 0
+        for name in names:
+            bar = ProgressBar(name, head, sys.stderr)
+            started = time.perf_counter()
+            read = container.rebuild(name, bar.update)
+            bar.done()
+            elapsed = time.perf_counter() - started
+            log.info(
+                "projection_rebuilt",
+                projection=name,
+                log_entries=read,
+                seconds=round(elapsed, 2),
+                per_second=round(read / elapsed) if elapsed else None,
+            )
+    finally:
+        container.close()
+    return 0
+
+
+class ProgressBar:
+    """A one-line bar on a terminal; silent when the output is not one."""
+
+    def __init__(self, label: str, total: int, stream: TextIO) -> None:
+        self.label, self.total, self.stream = label, max(total, 1), stream
+        self.enabled = stream.isatty()
+        self.started = time.perf_counter()
+
+    def update(self, processed: int, position: int) -> None:
+        if not self.enabled:
+            return
+        share = min(position / self.total, 1.0)
+        filled = int(share * 30)
+        rate = processed / max(time.perf_counter() - self.started, 1e-9)
+        self.stream.write(
+            f"\r{self.label:<12} [{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} "
+            f"{position:,}/{self.total:,}  {rate:,.0f}/s"
+        )
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
 def _keys_create(args: argparse.Namespace) -> int:
     container = build(_settings())
     try:
@@ -145,6 +227,16 @@ def parser() -> argparse.ArgumentParser:
         "run", help="keep every projection up to date, in this process, until stopped"
     )
     run.set_defaults(run=_projections_run)
+    status = projection_commands.add_parser(
+        "status", help="each projection's position and how far behind the log it is"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(run=_projections_status)
+    rebuild = projection_commands.add_parser(
+        "rebuild", help="drop a projection (or all) and build it again from the log"
+    )
+    rebuild.add_argument("name", nargs="?", help="event_index or usage (default: all)")
+    rebuild.set_defaults(run=_projections_rebuild)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -10,7 +10,7 @@ transaction. Polling covers SQLite and lost LISTEN/NOTIFY wake-ups alike.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -58,12 +58,17 @@ class LogFollower:
     def position(self) -> int:
         return self.projection.view.max_tracking_id(self.app.name) or 0
 
-    def catch_up(self) -> int:
-        """Process everything committed so far; return how many events were processed."""
+    def catch_up(self, on_batch: Callable[[int, int], None] | None = None) -> int:
+        """Process everything committed so far; return how many events were processed.
+
+        ``on_batch(processed, position)`` is called after each batch (a progress bar).
+        """
         processed = 0
         while True:
             count = self._step()
             processed += count
+            if on_batch is not None and count:
+                on_batch(processed, self.position)
             if count < self.batch_size:
                 return processed
 

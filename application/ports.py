@@ -99,6 +99,10 @@ class CustomerQuery:
 class TrackedView(Protocol):
     """A read model that records its log position with its rows."""
 
+    def reset(self) -> None:
+        """Drop every row and the position: the next follower starts from the log's start."""
+        ...
+
     def max_tracking_id(self, application_name: str) -> int | None: ...
 
     def wait(

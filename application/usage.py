@@ -161,12 +161,13 @@ class UsageProjection:
             if isinstance(domain_event, UsageEvent.Recorded):
                 usage.append(domain_event)
             elif isinstance(domain_event, Meter.Created | Meter.DefinitionChanged):
-                redefined[domain_event.originator_id] = self._definition(domain_event)
+                definition = self._definition(domain_event)
+                self._learn(definition)
+                redefined[domain_event.originator_id] = definition
+        # Meters (re)defined in this batch are measured afresh below, not added to.
         skip = {(d.business_id, d.meter_id) for d in redefined.values()}
         self._add(usage, skip, changes.added)
-        for definition in redefined.values():
-            self._learn(definition)
-            changes.definitions.append(definition)
+        changes.definitions.extend(redefined.values())
         if redefined:
             changes.replaced = self._measure_afresh(
                 list(redefined.values()), tracking.notification_id

@@ -11,7 +11,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
 from application.event_index import EventIndexProjection
-from application.follower import LogFollower
+from application.follower import BatchProjection, LogFollower
 from application.ledger import Ledger
 from application.ports import EventIndex
 from application.usage import UsageProjection, UsageStore, log_history
@@ -34,6 +34,20 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+REBUILD_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    position: int
+    head: int
+
+    @property
+    def behind(self) -> int:
+        return max(self.head - self.position, 0)
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -44,6 +58,7 @@ class Container:
     usage_follower: LogFollower
     keys: KeyStore
     clock: Callable[[], datetime] = field(default=utc_now)
+    _projections: dict[str, Callable[[], BatchProjection]] = field(default_factory=dict)
 
     @property
     def followers(self) -> tuple[LogFollower, ...]:
@@ -53,6 +68,40 @@ class Container:
     def projection_position(self) -> int:
         """How far every projection has got: the least of their positions."""
         return min(f.position for f in self.followers)
+
+    def projection(self, name: str) -> LogFollower:
+        for follower in self.followers:
+            if follower.projection.name == name:
+                return follower
+        known = ", ".join(f.projection.name for f in self.followers)
+        raise KeyError(f"no projection {name!r}; there are: {known}")
+
+    def status(self) -> list[ProjectionStatus]:
+        """Each projection's position and how far it is behind the log's head."""
+        head = self.ledger.recorder.max_notification_id() or 0
+        return [ProjectionStatus(f.projection.name, f.position, head) for f in self.followers]
+
+    def rebuild(self, name: str, on_batch: Callable[[int, int], None] | None = None) -> int:
+        """Drop projection ``name`` and build it again from the whole log.
+
+        Returns the number of log entries read. A projection that another
+        process is following at the same time stays correct (the tracking row is
+        the guard) but that process keeps its old in-memory state: stop it first.
+        """
+        old = self.projection(name)
+        old.stop()
+        old.projection.view.reset()
+        fresh = LogFollower(
+            self.ledger,
+            self._projections[name](),
+            batch_size=REBUILD_BATCH,
+            poll_interval=self.settings.follower_poll_seconds,
+        )
+        if name == EventIndexProjection.name:
+            self.follower = fresh
+        else:
+            self.usage_follower = fresh
+        return fresh.catch_up(on_batch)
 
     def start_projections(self) -> None:
         for follower in self.followers:
@@ -116,12 +165,16 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
             keys = KeyStore(datastore, "?", settings.bootstrap_api_key)
         index.create_table()
         usage.create_table()
+    projections: dict[str, Callable[[], BatchProjection]] = {
+        EventIndexProjection.name: lambda: EventIndexProjection(index, ledger.meter_at),
+        UsageProjection.name: lambda: UsageProjection(usage, log_history(ledger)),
+    }
     poll = settings.follower_poll_seconds
-    follower = LogFollower(ledger, EventIndexProjection(index, ledger.meter_at), poll_interval=poll)
-    usage_follower = LogFollower(
-        ledger, UsageProjection(usage, log_history(ledger)), poll_interval=poll
+    follower = LogFollower(ledger, projections[EventIndexProjection.name](), poll_interval=poll)
+    usage_follower = LogFollower(ledger, projections[UsageProjection.name](), poll_interval=poll)
+    return Container(
+        settings, ledger, index, follower, usage, usage_follower, keys, clock, projections
     )
-    return Container(settings, ledger, index, follower, usage, usage_follower, keys, clock)
 
 
 def _projection_datastore(settings: Settings, name: str) -> SQLiteDatastore:

@@ -22,6 +22,7 @@ from psycopg.sql import SQL
 from application.usage import BucketKey, MeterDefinition, UsageChanges
 from domain.meter import Last, Tally
 from infrastructure.codec import from_micros, to_micros
+from infrastructure.views import reset_tables
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS usage_meters ("
@@ -97,6 +98,7 @@ class UsageSQL:
 
     mark = "?"
     datastore: Any
+    drop_statements: tuple[str, ...] = DROP
 
     if TYPE_CHECKING:  # provided by the library's tracking recorder
 
@@ -104,6 +106,10 @@ class UsageSQL:
 
     def _q(self, statement: str) -> Any:
         return statement if self.mark == "?" else statement.replace("?", self.mark)
+
+    def reset(self) -> None:
+        """Drop the rows and the tracking position, and create empty tables again."""
+        reset_tables(self)
 
     def _rows(self, curs: Any) -> list[tuple[Any, ...]]:
         return [

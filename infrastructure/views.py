@@ -73,11 +73,20 @@ INSERT_CUSTOMER = (
 )
 
 
+MIGRATION_MARKER = "__migration__"  # the library's own row in each tracking table
+DROP = (
+    "DROP TABLE IF EXISTS event_index_usage",
+    "DROP TABLE IF EXISTS event_index_customers",
+    "DROP TABLE IF EXISTS event_index_meters",
+)
+
+
 class EventIndexSQL:
     """Shared statements; ``mark`` is the store's placeholder."""
 
     mark = "?"
     datastore: Any
+    drop_statements: tuple[str, ...] = DROP
 
     if TYPE_CHECKING:  # provided by the library's tracking recorder
 
@@ -85,6 +94,10 @@ class EventIndexSQL:
 
     def _q(self, statement: str) -> Any:
         return statement if self.mark == "?" else statement.replace("?", self.mark)
+
+    def reset(self) -> None:
+        """Drop the rows and the tracking position, and create empty tables again."""
+        reset_tables(self)
 
     def record(
         self,
@@ -229,6 +242,22 @@ class EventIndexSQL:
                 tuple(row) if not isinstance(row, dict) else tuple(row.values())
                 for row in curs.fetchall()
             ]
+
+
+def reset_tables(store: Any) -> None:
+    """Drop a tracked view's tables and forget its positions, in one transaction.
+
+    The tracking table itself stays: the library keeps a migration marker row
+    in it (and remembers in memory that the table exists).
+    """
+    tracking = getattr(store, "tracking_table_name", "tracking")
+    with store.datastore.transaction(commit=True) as curs:
+        for statement in store.drop_statements:
+            curs.execute(statement)
+        curs.execute(
+            f"DELETE FROM {tracking} WHERE application_name <> '{MIGRATION_MARKER}'"  # noqa: S608
+        )
+    store.create_table()
 
 
 class SQLiteEventIndex(EventIndexSQL, SQLiteTrackingRecorder):

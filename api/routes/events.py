@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 import anyio
@@ -20,9 +21,11 @@ from api.schemas import (
     decode,
 )
 from application.ledger import EventInput, IngestOutcome
-from application.ports import EventQuery, UsageEventView
+from application.ports import EventIndex, EventQuery, UsageEventView
+from domain.meter import MeterSpec
 from infrastructure.keys import Principal
 
+_SCAN = 1000  # index rows read per step when a meter's filter picks the events
 EventPageSize = Annotated[
     int, QueryParameter(ge=1, le=1000, description="items per page, 1 to 1000")
 ]
@@ -89,10 +92,12 @@ class EventController(Controller):
         event_name: FromQuery[str | None] = None,
         start: FromQuery[str | None] = None,
         end: FromQuery[str | None] = None,
+        meter_id: FromQuery[str | None] = None,
     ) -> Page[EventRead]:
         container = container_of(request)
+        business = business_of(request)
         query = EventQuery(
-            business_id=business_of(request),
+            business_id=business,
             customer_id=customer_id,
             event_name=event_name,
             start=moment(start),
@@ -100,5 +105,35 @@ class EventController(Controller):
             page_number=page_number,
             page_size=page_size,
         )
-        container.wait_for_reads()
-        return Page(items=[event_read(v) for v in container.event_index.list_events(query)])
+        if meter_id is not None:
+            spec = container.ledger.meter_spec(business, meter_id)
+            container.wait_for_reads()
+            views = events_counted(container.event_index, query, spec)
+        else:
+            container.wait_for_reads()
+            views = container.event_index.list_events(query)
+        return Page(items=[event_read(v) for v in views])
+
+
+def events_counted(index: EventIndex, query: EventQuery, spec: MeterSpec) -> list[UsageEventView]:
+    """One page of the events ``spec`` counts, newest first, among those ``query`` selects."""
+    if query.event_name not in (None, spec.event_name):
+        return []
+    wanted = range(query.page_number * query.page_size, (query.page_number + 1) * query.page_size)
+    found: list[UsageEventView] = []
+    matched, chunk = 0, 0
+    while True:
+        batch = index.list_events(
+            replace(query, event_name=spec.event_name, page_number=chunk, page_size=_SCAN)
+        )
+        for view in batch:
+            if spec.measure(view.event_name, view.metadata) is None:
+                continue
+            if matched in wanted:
+                found.append(view)
+            matched += 1
+            if matched >= wanted.stop:
+                return found
+        if len(batch) < _SCAN:
+            return found
+        chunk += 1

@@ -54,3 +54,55 @@ def test_a_meter_made_after_its_events_counts_them(client, clock) -> None:
     ).json()
     assert partial["total"] == 25
     assert [m["id"] for m in client.get("/meters").json()["items"]] == [meter["id"]]
+
+
+def test_events_lists_what_a_meter_counts_page_by_page(client) -> None:
+    cid = make_customer(client)
+    events = [
+        {
+            "event_id": f"e{i:02d}",
+            "customer_id": cid,
+            "event_name": "api.call" if i % 3 else "other",
+            "metadata": {"tier": "pro" if i % 2 else "free"},
+        }
+        for i in range(30)
+    ]
+    client.post("/events/ingest", json={"events": events})
+    meter = client.post(
+        "/meters",
+        json={
+            "name": "Pro calls",
+            "event_name": "api.call",
+            "measurement_unit": "calls",
+            "aggregation": {"type": "count"},
+            "filter": {
+                "conjunction": "and",
+                "clauses": [{"key": "tier", "operator": "equals", "value": "pro"}],
+            },
+        },
+    ).json()
+    expected = sorted(
+        (
+            e["event_id"]
+            for e in events
+            if e["event_name"] == "api.call" and int(e["event_id"][1:]) % 2
+        ),
+        reverse=True,
+    )
+    pages = [
+        [
+            i["event_id"]
+            for i in client.get(
+                "/events", params={"meter_id": meter["id"], "page_size": 4, "page_number": n}
+            ).json()["items"]
+        ]
+        for n in range(4)
+    ]
+    assert [i for page in pages for i in page] == expected
+    assert client.get("/events", params={"meter_id": "mtr_nope"}).status_code == 404
+    assert (
+        client.get("/events", params={"meter_id": meter["id"], "event_name": "other"}).json()[
+            "items"
+        ]
+        == []
+    )

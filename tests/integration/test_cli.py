@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from application.ports import CustomerQuery
 from infrastructure.bootstrap import Container
 from infrastructure.settings import Settings
 from tests.conftest import BOOTSTRAP_KEY, free_port
@@ -114,3 +116,34 @@ def wait_until_healthy(http: httpx.Client, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError("the server did not become healthy")
+
+
+def test_projections_status_and_rebuild(settings: Settings, container: Container) -> None:
+    """status shows each projection's lag; rebuild drops one and follows the log again."""
+    env = {"LEDGER_DATABASE_URL": settings.database_url}
+    customer = container.ledger.register_customer(
+        "default",
+        email="a@b.co",
+        name="A",
+        phone_number=None,
+        metadata=None,
+        now=container.clock(),
+    )
+    container.follower.catch_up()
+    behind = json.loads(ledger("projections", "status", "--json", env=env).stdout)
+    assert {(p["name"], p["behind"]) for p in behind} == {("event_index", 0), ("usage", 1)}
+
+    result = ledger("projections", "rebuild", "usage", env=env)
+    assert result.returncode == 0, result.stderr
+    table = ledger("projections", "status", env=env).stdout.splitlines()
+    assert table[0].split() == ["projection", "position", "log", "head", "behind"]
+    assert [line.split()[0] for line in table[1:]] == ["event_index", "usage"]
+    assert all(line.split()[-1] == "0" for line in table[1:])
+
+    assert ledger("projections", "rebuild", env=env).returncode == 0
+    [listed] = container.event_index.list_customers(CustomerQuery("default"))
+    assert listed.customer_id == customer.customer_id
+
+    unknown = ledger("projections", "rebuild", "nope", env=env)
+    assert unknown.returncode == 2
+    assert "event_index" in unknown.stderr
