@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from api.app import create_app
 from api.demo import run_demo
 from infrastructure.bootstrap import build, utc_now
 from infrastructure.logging import configure_logging
+from infrastructure.rebuild import tune_gc_for_batches
 from infrastructure.settings import ConfigError, Settings
 
 log = structlog.get_logger("ledger.cli")
@@ -133,6 +135,7 @@ def _projections_rebuild(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     container = build(settings)
+    tune_gc_for_batches()
     try:
         names = [args.name] if args.name else [f.projection.name for f in container.followers]
         for name in names:
@@ -154,6 +157,7 @@ def _projections_rebuild(args: argparse.Namespace) -> int:
                 log_entries=read,
                 seconds=round(elapsed, 2),
                 per_second=round(read / elapsed) if elapsed else None,
+                peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             )
     finally:
         container.close()

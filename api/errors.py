@@ -22,7 +22,7 @@ from application.errors import (
     NotFoundError,
     UnavailableError,
 )
-from domain.errors import DomainError
+from domain.errors import DomainError, MeterDefinitionLockedError
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +33,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnavailableError, 503),
     (ConflictRetryExhaustedError, 503),
     (LedgerError, 400),
+    (MeterDefinitionLockedError, 409),
     (DomainError, 422),
 )
 _HTTP_CODES = {
@@ -41,6 +42,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "request_too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",

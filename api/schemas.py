@@ -99,7 +99,7 @@ def decode(body: bytes, shape: type[T]) -> T:
     return decoder.decode(body)  # type: ignore[no-any-return]
 
 
-class MeterCreate(msgspec.Struct):
+class MeterCreate(msgspec.Struct, forbid_unknown_fields=True):
     # aggregation and filter stay plain: the domain checks them and names the path.
     aggregation: Any
     event_name: str

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 from uuid import UUID
 
 import structlog
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from application.ports import TrackedView
 
@@ -61,26 +62,41 @@ class LogFollower:
     def catch_up(self, on_batch: Callable[[int, int], None] | None = None) -> int:
         """Process everything committed so far; return how many events were processed.
 
-        ``on_batch(processed, position)`` is called after each batch (a progress bar).
+        The next batch is read while this one is processed (the store's wait and
+        the decoding overlap). ``on_batch(processed, position)`` is called after
+        each batch: a progress bar.
         """
         processed = 0
-        while True:
-            count = self._step()
-            processed += count
-            if on_batch is not None and count:
-                on_batch(processed, self.position)
-            if count < self.batch_size:
-                return processed
+        with ThreadPoolExecutor(1, thread_name_prefix="follower-read") as reader:
+            pending: Future[Sequence[Notification]] | None = reader.submit(
+                self._read, self.position
+            )
+            while pending is not None:
+                notifications = pending.result()
+                if not notifications:
+                    break
+                full = len(notifications) == self.batch_size
+                pending = reader.submit(self._read, notifications[-1].id) if full else None
+                self._handle(notifications)
+                processed += len(notifications)
+                if on_batch is not None:
+                    on_batch(processed, notifications[-1].id)
+        return processed
 
-    def _step(self) -> int:
-        notifications = self.app.recorder.select_notifications(
-            start=self.position, limit=self.batch_size, inclusive_of_start=False
+    def _read(self, after: int) -> Sequence[Notification]:
+        return self.app.recorder.select_notifications(
+            start=after, limit=self.batch_size, inclusive_of_start=False
         )
-        if not notifications:
-            return 0
+
+    def _handle(self, notifications: Sequence[Notification]) -> None:
         to_domain_event = self.app.mapper.to_domain_event
         events = [to_domain_event(n) for n in notifications]
         self.projection.process(events, Tracking(self.app.name, notifications[-1].id))
+
+    def _step(self) -> int:
+        notifications = self._read(self.position)
+        if notifications:
+            self._handle(notifications)
         return len(notifications)
 
     def start(self) -> None:

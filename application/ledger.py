@@ -212,6 +212,12 @@ class Ledger(Application[UUID]):
         self.save(meter)
         return meter_view(meter)
 
+    def lock_meter(self, business_id: str, meter_id: str, reason: str, now: datetime) -> None:
+        """Billing has used the meter: from now on its definition cannot change."""
+        meter = self._meter(business_id, meter_id)
+        meter.lock(reason, now)
+        self.save(meter)
+
     def archive_meter(self, business_id: str, meter_id: str, now: datetime) -> MeterView:
         meter = self._meter(business_id, meter_id)
         meter.archive(now)

@@ -25,7 +25,7 @@ its history stays queryable.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -45,10 +45,13 @@ from domain.usage import UsageEvent
 
 HOUR = timedelta(hours=1)
 MAX_WINDOWS = 10_000
+# The last moment whose month still has a successor datetime can represent.
+LATEST = datetime(9999, 12, 1, tzinfo=UTC)
 USAGE_TOPIC = get_topic(UsageEvent.Recorded)
 
 MeterKey = tuple[str, str]  # (business_id, meter_id)
 BucketKey = tuple[str, str, str, datetime]  # (business_id, meter_id, customer_id, hour)
+Tallies = dict[MeterKey, dict[tuple[str, datetime], Tally]]  # per meter: (customer, hour)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,7 @@ class UsageChanges:
     """What one batch changes, written with its tracking position in one transaction."""
 
     definitions: list[MeterDefinition] = field(default_factory=list)
-    replaced: dict[MeterKey, dict[tuple[str, datetime], Tally]] = field(default_factory=dict)
+    replaced: Tallies = field(default_factory=dict)
     added: dict[BucketKey, Tally] = field(default_factory=dict)
 
 
@@ -91,7 +94,8 @@ class UsageStore(TrackedView, Protocol):
         ...
 
 
-History = Callable[[int], Iterable[UsageEvent.Recorded]]
+History = Callable[[int, int], Iterable[UsageEvent.Recorded]]
+METER_TOPICS = (get_topic(Meter.Created), get_topic(Meter.DefinitionChanged))
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -99,28 +103,102 @@ def hour_of(moment: datetime) -> datetime:
 
 
 def log_history(app: Application[Any], batch_size: int = 5000) -> History:
-    """The usage events of ``app``'s log up to a position, read in batches."""
+    """The usage events of ``app``'s log after one position up to another, in batches.
 
-    def history(stop: int) -> Iterator[UsageEvent.Recorded]:
-        position = 0
+    Each batch is "the next ``batch_size`` after this id", and the topic and the
+    upper bound are checked here: with an upper bound or a topic in the query,
+    PostgreSQL (its statistics stale after a bulk load) chose to sort the whole
+    remaining range for every batch, which made a scan quadratic.
+    """
+
+    def history(after: int, stop: int) -> Iterator[UsageEvent.Recorded]:
         to_domain_event = app.mapper.to_domain_event
-        while position < stop:
+        while after < stop:
             notifications = app.recorder.select_notifications(
-                start=position,
-                limit=batch_size,
-                stop=stop,
-                topics=[USAGE_TOPIC],
-                inclusive_of_start=False,
+                start=after, limit=batch_size, inclusive_of_start=False
             )
-            if not notifications:
-                return
             for notification in notifications:
-                recorded = to_domain_event(notification)
-                assert isinstance(recorded, UsageEvent.Recorded)
-                yield recorded
-            position = notifications[-1].id
+                if notification.id > stop:
+                    return
+                if notification.topic == USAGE_TOPIC:
+                    recorded = to_domain_event(notification)
+                    assert isinstance(recorded, UsageEvent.Recorded)
+                    yield recorded
+            if len(notifications) < batch_size:
+                return
+            after = notifications[-1].id
 
     return history
+
+
+def definitions_at(app: Application[Any], stop: int) -> list[MeterDefinition]:
+    """Every meter's definition as it stands at log position ``stop``.
+
+    Meter events are few: one query with no page limit reads them all.
+    """
+    found: dict[UUID, MeterDefinition] = {}
+    notifications = app.recorder.select_notifications(
+        start=0, limit=2**62, stop=stop, topics=list(METER_TOPICS), inclusive_of_start=False
+    )
+    for notification in notifications:
+        domain_event = app.mapper.to_domain_event(notification)
+        assert isinstance(domain_event, Meter.Created | Meter.DefinitionChanged)
+        found[domain_event.originator_id] = definition_of(domain_event, found)
+    return list(found.values())
+
+
+def definition_of(
+    domain_event: Meter.Created | Meter.DefinitionChanged, known: Mapping[UUID, MeterDefinition]
+) -> MeterDefinition:
+    """The definition a meter has after ``domain_event``; ``known`` holds the earlier ones."""
+    if isinstance(domain_event, Meter.Created):
+        business_id, meter_id = domain_event.business_id, domain_event.meter_id
+    else:
+        before = known[domain_event.originator_id]
+        business_id, meter_id = before.business_id, before.meter_id
+    spec = MeterSpec.parse(domain_event.event_name, domain_event.aggregation, domain_event.filter)
+    return MeterDefinition(domain_event.originator_id, business_id, meter_id, spec.to_wire())
+
+
+def tally_history(
+    events: Iterable[UsageEvent.Recorded], definitions: Sequence[MeterDefinition]
+) -> Tallies:
+    """Each meter's hourly tallies over ``events``; memory follows buckets, not events."""
+    wanted: dict[tuple[str, str], list[tuple[MeterKey, MeterSpec]]] = {}
+    result: Tallies = {}
+    for d in definitions:
+        raw = d.definition
+        spec = MeterSpec.parse(raw["event_name"], raw["aggregation"], raw["filter"])
+        meter_key = (d.business_id, d.meter_id)
+        wanted.setdefault((d.business_id, spec.event_name), []).append((meter_key, spec))
+        result[meter_key] = {}
+    chunk: dict[tuple[str, str, str, datetime], list[Any]] = {}
+    pending = 0
+    for e in events:
+        if (e.business_id, e.event_name) not in wanted:
+            continue
+        bucket = (e.business_id, e.event_name, e.customer_id, hour_of(e.timestamp))
+        chunk.setdefault(bucket, []).append((e.timestamp, e.event_id, e.event_name, e.metadata))
+        pending += 1
+        if pending >= 10_000:
+            _fold_into(chunk, wanted, result)
+            chunk, pending = {}, 0
+    _fold_into(chunk, wanted, result)
+    return result
+
+
+def merge_tallies(
+    parts: Iterable[Tallies],
+) -> Tallies:
+    """Tallies of disjoint parts of the log, merged (merging is associative and commutative)."""
+    merged: Tallies = {}
+    for part in parts:
+        for meter_key, buckets in part.items():
+            into = merged.setdefault(meter_key, {})
+            for bucket, tally in buckets.items():
+                before = into.get(bucket)
+                into[bucket] = tally if before is None else before.merge(tally)
+    return merged
 
 
 class UsageProjection:
@@ -128,9 +206,12 @@ class UsageProjection:
 
     name = "usage"
 
-    def __init__(self, view: UsageStore, history: History) -> None:
+    def __init__(
+        self, view: UsageStore, history: History, application_name: str = "ledger"
+    ) -> None:
         self._view = view
         self._history = history
+        self._application_name = application_name
         self._by_id: dict[UUID, MeterDefinition] = {}
         # business -> event name -> [(meter_id, spec)]
         self._specs: dict[str, dict[str, list[tuple[str, MeterSpec]]]] = {}
@@ -175,15 +256,19 @@ class UsageProjection:
         self._view.apply(changes, tracking)
 
     def _definition(self, domain_event: Meter.Created | Meter.DefinitionChanged) -> MeterDefinition:
-        if isinstance(domain_event, Meter.Created):
-            business_id, meter_id = domain_event.business_id, domain_event.meter_id
-        else:
-            known = self._by_id[domain_event.originator_id]
-            business_id, meter_id = known.business_id, known.meter_id
-        spec = MeterSpec.parse(
-            domain_event.event_name, domain_event.aggregation, domain_event.filter
-        )
-        return MeterDefinition(domain_event.originator_id, business_id, meter_id, spec.to_wire())
+        return definition_of(domain_event, self._by_id)
+
+    def restore(
+        self,
+        definitions: Sequence[MeterDefinition],
+        tallies: Tallies,
+        position: int,
+    ) -> None:
+        """Write a rebuilt state (e.g. tallied in parallel) as of log ``position``."""
+        for definition in definitions:
+            self._learn(definition)
+        changes = UsageChanges(definitions=list(definitions), replaced=tallies)
+        self._view.apply(changes, Tracking(self._application_name, position))
 
     def _add(
         self,
@@ -191,20 +276,24 @@ class UsageProjection:
         skip: set[MeterKey],
         added: dict[BucketKey, Tally],
     ) -> None:
-        groups: dict[tuple[str, str, str, datetime], list[Any]] = {}
+        # Grouped by (business, name, customer, year, month, day, hour): plain ints are
+        # much cheaper per event than building each event's hour as a datetime.
+        groups: dict[tuple[str, str, str, int, int, int, int], list[Any]] = {}
         specs = self._specs
         for e in usage:
             names = specs.get(e.business_id)
             if names is None or e.event_name not in names:
                 continue
-            key = (e.business_id, e.event_name, e.customer_id, hour_of(e.timestamp))
-            record = (e.timestamp, e.event_id, e.event_name, e.metadata)
+            at = e.timestamp
+            key = (e.business_id, e.event_name, e.customer_id, at.year, at.month, at.day, at.hour)
+            record = (at, e.event_id, e.event_name, e.metadata)
             group = groups.get(key)
             if group is None:
                 groups[key] = [record]
             else:
                 group.append(record)
-        for (business_id, event_name, customer_id, hour), records in groups.items():
+        for (business_id, event_name, customer_id, y, m, d, h), records in groups.items():
+            hour = datetime(y, m, d, h, tzinfo=UTC)
             for meter_id, spec in specs[business_id][event_name]:
                 if (business_id, meter_id) in skip:
                     continue
@@ -214,37 +303,15 @@ class UsageProjection:
                     before = added.get(bucket)
                     added[bucket] = tally if before is None else before.merge(tally)
 
-    def _measure_afresh(
-        self, definitions: list[MeterDefinition], stop: int
-    ) -> dict[MeterKey, dict[tuple[str, datetime], Tally]]:
+    def _measure_afresh(self, definitions: list[MeterDefinition], stop: int) -> Tallies:
         """Each meter's buckets over the whole log up to ``stop``, in one pass."""
-        wanted: dict[tuple[str, str], list[tuple[MeterKey, MeterSpec]]] = {}
-        result: dict[MeterKey, dict[tuple[str, datetime], Tally]] = {}
-        for d in definitions:
-            raw = d.definition
-            spec = MeterSpec.parse(raw["event_name"], raw["aggregation"], raw["filter"])
-            meter_key = (d.business_id, d.meter_id)
-            wanted.setdefault((d.business_id, spec.event_name), []).append((meter_key, spec))
-            result[meter_key] = {}
-        chunk: dict[tuple[str, str, str, datetime], list[Any]] = {}
-        pending = 0
-        for e in self._history(stop):
-            if (e.business_id, e.event_name) not in wanted:
-                continue
-            bucket = (e.business_id, e.event_name, e.customer_id, hour_of(e.timestamp))
-            chunk.setdefault(bucket, []).append((e.timestamp, e.event_id, e.event_name, e.metadata))
-            pending += 1
-            if pending >= 10_000:  # fold as we go: memory follows buckets, not events
-                _fold_into(chunk, wanted, result)
-                chunk, pending = {}, 0
-        _fold_into(chunk, wanted, result)
-        return result
+        return tally_history(self._history(0, stop), definitions)
 
 
 def _fold_into(
     chunk: dict[tuple[str, str, str, datetime], list[Any]],
     wanted: dict[tuple[str, str], list[tuple[MeterKey, MeterSpec]]],
-    result: dict[MeterKey, dict[tuple[str, datetime], Tally]],
+    result: Tallies,
 ) -> None:
     for (business_id, event_name, customer_id, hour), records in chunk.items():
         for meter_key, spec in wanted[(business_id, event_name)]:
@@ -317,12 +384,17 @@ def usage_report(
     """The meter's value per window over ``[start, end)`` and in total, exactly."""
     if end <= start:
         raise InvalidParameterError("end must be after start")
+    if end > LATEST:
+        raise InvalidParameterError(f"end must not be after {LATEST.isoformat()}")
     bounds = _windows(start, end, window)
     tallies = [Tally() for _ in bounds]
     first_hour = hour_of(start) if hour_of(start) == start else hour_of(start) + HOUR
     last_hour = hour_of(end)
     pieces: list[tuple[datetime, datetime]] = []
-    if first_hour < last_hour:
+    # No whole hour inside (first_hour > last_hour) means start and end share one
+    # hour, which no window boundary splits; otherwise the two partial hours lie on
+    # either side of the whole ones (possibly none) and each is in one window.
+    if first_hour <= last_hour:
         rows = store.buckets(business_id, meter_id, customer_id, first_hour, last_hour)
         for _, hour, tally in rows:
             index = _window_index(bounds, hour)

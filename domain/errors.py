@@ -42,3 +42,9 @@ class InvalidMeterError(DomainError):
     """A meter definition is malformed; the message starts with the offending path."""
 
     code = "invalid_meter"
+
+
+class MeterDefinitionLockedError(DomainError):
+    """Events have been billed against the meter: what it measures can no longer change."""
+
+    code = "meter_definition_locked"

@@ -33,6 +33,7 @@ from typing import Any, NoReturn, TypeVar
 
 from domain.errors import InvalidMeterError
 from domain.metadata import MAX_KEY_LENGTH, MAX_STRING_LENGTH, MetadataValue
+from domain.text import is_storable
 
 MAX_FILTER_DEPTH = 3
 Predicate = Callable[[Mapping[str, MetadataValue]], bool]
@@ -157,6 +158,8 @@ def check_key(raw: object, path: str) -> str:
         refuse(path, "a metadata key (a non-empty string) is required")
     if len(raw) > MAX_KEY_LENGTH:
         refuse(path, f"is longer than {MAX_KEY_LENGTH} characters")
+    if not is_storable(raw):
+        refuse(path, "must not contain the NUL character (U+0000)")
     return raw
 
 
@@ -213,6 +216,8 @@ def _check_value(raw: object, path: str) -> MetadataValue:
     if type(raw) is str:
         if len(raw) > MAX_STRING_LENGTH:
             refuse(path, f"is longer than {MAX_STRING_LENGTH} characters")
+        if not is_storable(raw):
+            refuse(path, "must not contain the NUL character (U+0000)")
         return raw
     if type(raw) is bool or type(raw) is int:
         return raw

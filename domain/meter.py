@@ -37,6 +37,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.errors import MeterDefinitionLockedError
 from domain.filters import (
     NUMBER_TYPES,
     Filter,
@@ -48,6 +49,7 @@ from domain.filters import (
     refuse,
 )
 from domain.metadata import MetadataValue
+from domain.text import is_storable
 
 METER_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/meter")
 MAX_NAME_LENGTH = 255
@@ -324,13 +326,21 @@ def meter_aggregate_id(business_id: str, meter_id: str) -> UUID:
 def check_meter_details(name: str, description: str | None, measurement_unit: str) -> None:
     _check_text("name", name, MAX_NAME_LENGTH)
     _check_text("measurement_unit", measurement_unit, MAX_UNIT_LENGTH)
-    if description is not None and len(description) > MAX_DESCRIPTION_LENGTH:
+    if description is None:
+        return
+    if not isinstance(description, str):
+        refuse("description", "must be a string or null")
+    if len(description) > MAX_DESCRIPTION_LENGTH:
         refuse("description", f"is longer than {MAX_DESCRIPTION_LENGTH} characters")
+    if not is_storable(description):
+        refuse("description", "must not contain the NUL character (U+0000)")
 
 
 def _check_text(path: str, text: object, limit: int) -> None:
     if not isinstance(text, str) or not text.strip() or len(text) > limit:
         refuse(path, f"must be 1 to {limit} characters, not blank")
+    if not is_storable(text):
+        refuse(path, "must not contain the NUL character (U+0000)")
 
 
 class Meter(Aggregate):
@@ -365,6 +375,12 @@ class Meter(Aggregate):
     class Unarchived(Aggregate.Event):
         unarchived_at: datetime
 
+    class DefinitionLocked(Aggregate.Event):
+        """Billing has used the meter; ``reason`` names what (e.g. an invoice)."""
+
+        reason: str
+        locked_at: datetime
+
     @event(Created)
     def __init__(
         self,
@@ -389,6 +405,7 @@ class Meter(Aggregate):
         self.created_at = created_at
         self.updated_at = created_at
         self.archived_at: datetime | None = None
+        self.locked_by: str | None = None
 
     @classmethod
     def define(
@@ -443,10 +460,29 @@ class Meter(Aggregate):
             self._on_updated(name, description, measurement_unit, at)
 
     def change_definition(self, spec: MeterSpec, at: datetime) -> None:
-        """Measure something else from now on; no event if the definition is the same."""
+        """Measure something else; no event if the definition is the same.
+
+        Refused once events have been billed against the meter (see ``lock``):
+        a billed quantity must stay explainable, so a new meter is made instead.
+        """
         if spec != self.spec:
+            if self.locked_by is not None:
+                raise MeterDefinitionLockedError(
+                    f"meter {self.meter_id!r} has been billed ({self.locked_by}); its "
+                    "event_name, aggregation and filter cannot change: create a new meter"
+                )
             wire = spec.to_wire()
             self._on_definition_changed(spec.event_name, wire["aggregation"], wire["filter"], at)
+
+    def lock(self, reason: str, at: datetime) -> None:
+        """Freeze what the meter measures; billing calls this when it first bills it."""
+        if self.locked_by is None:
+            self._on_locked(reason, at)
+
+    @event(DefinitionLocked)
+    def _on_locked(self, reason: str, locked_at: datetime) -> None:
+        self.locked_by = reason
+        self.updated_at = locked_at
 
     def archive(self, at: datetime) -> None:
         """Stop metering; archiving an archived meter changes nothing."""

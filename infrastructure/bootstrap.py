@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from application.ports import EventIndex
 from application.usage import UsageProjection, UsageStore, log_history
 from domain.usage import TimeWindow
 from infrastructure.keys import KeyStore
+from infrastructure.rebuild import rebuild_usage_in_parallel
 from infrastructure.settings import Settings
 from infrastructure.store import (
     eventsourcing_env,
@@ -35,6 +37,7 @@ def utc_now() -> datetime:
 
 
 REBUILD_BATCH = 5000
+PARALLEL_FROM = 100_000  # log entries; below this, worker start-up costs more than it saves
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,19 +84,37 @@ class Container:
         head = self.ledger.recorder.max_notification_id() or 0
         return [ProjectionStatus(f.projection.name, f.position, head) for f in self.followers]
 
-    def rebuild(self, name: str, on_batch: Callable[[int, int], None] | None = None) -> int:
+    def rebuild(
+        self,
+        name: str,
+        on_batch: Callable[[int, int], None] | None = None,
+        *,
+        workers: int | None = None,
+        parallel_from: int = PARALLEL_FROM,
+    ) -> int:
         """Drop projection ``name`` and build it again from the whole log.
 
-        Returns the number of log entries read. A projection that another
-        process is following at the same time stays correct (the tracking row is
-        the guard) but that process keeps its old in-memory state: stop it first.
+        Returns the number of log entries the rebuild read. The usage projection
+        of a log of at least ``parallel_from`` entries is tallied in ``workers``
+        processes (default: one per core) up to the head, then followed as usual.
+        A projection that another process follows at the same time stays correct
+        (the tracking row is the guard) but that process keeps its old in-memory
+        state: stop it first.
         """
         old = self.projection(name)
         old.stop()
         old.projection.view.reset()
+        projection = self._projections[name]()
+        read = 0
+        workers = workers or os.cpu_count() or 1
+        head = self.ledger.recorder.max_notification_id() or 0
+        if isinstance(projection, UsageProjection) and workers > 1 and head >= parallel_from:
+            _, read = rebuild_usage_in_parallel(
+                self.settings, self.ledger, projection, workers, on_batch
+            )
         fresh = LogFollower(
             self.ledger,
-            self._projections[name](),
+            projection,
             batch_size=REBUILD_BATCH,
             poll_interval=self.settings.follower_poll_seconds,
         )
@@ -101,7 +122,7 @@ class Container:
             self.follower = fresh
         else:
             self.usage_follower = fresh
-        return fresh.catch_up(on_batch)
+        return read + fresh.catch_up(on_batch)
 
     def start_projections(self) -> None:
         for follower in self.followers:

@@ -16,6 +16,7 @@ It is selected with the library's own ``MAPPER_TOPIC`` setting.
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
 from types import UnionType
@@ -29,6 +30,8 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _STR_LIKE = (str, Decimal, UUID, bytes)
+# topic -> (event class, its state decoder), filled as topics are first read
+_READERS: dict[str, tuple[type, Callable[[bytes], Any]]] = {}
 
 
 class ExactMapper(Mapper[UUID]):
@@ -50,14 +53,18 @@ class ExactMapper(Mapper[UUID]):
         return StoredEvent(originator_id, originator_version, _topic(cls), stored)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        cls = resolve_topic(stored_event.topic)
+        reader = _READERS.get(stored_event.topic)
+        if reader is None:
+            cls = resolve_topic(stored_event.topic)
+            reader = _READERS[stored_event.topic] = (cls, _decoder(cls).decode)
+        cls, decode = reader
         stored = stored_event.state
         try:
             if self.cipher:
                 stored = self.cipher.decrypt(stored)
             if self.compressor:
                 stored = self.compressor.decompress(stored)
-            state: dict[str, Any] = _decoder(cls).decode(stored)
+            state: dict[str, Any] = decode(stored)
         except Exception as error:
             msg = (
                 f"cannot read the stored event {stored_event.originator_id} "
@@ -74,7 +81,7 @@ class ExactMapper(Mapper[UUID]):
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
             from_version += 1
-        domain_event = object.__new__(cls)
+        domain_event: object = object.__new__(cls)
         object.__setattr__(domain_event, "__dict__", state)
         return cast("DomainEventProtocol[UUID]", domain_event)
 

@@ -13,12 +13,20 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import AggregateRecorder, Recorder, StoredEvent
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    Recorder,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from application.ports import StoredIdentities
@@ -59,6 +67,63 @@ class BinaryArrayPostgresRecorder(PostgresApplicationRecorder):
                 [e.state for e in stored_events],
             ),
         )
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """The library's query, read as plain tuples: a third of the cost of dict rows."""
+        where: list[SQL] = []
+        params: list[Any] = []
+        if start is not None:
+            where.append(
+                SQL("notification_id >= %s" if inclusive_of_start else "notification_id > %s")
+            )
+            params.append(start)
+        if stop is not None:
+            where.append(SQL("notification_id <= %s"))
+            params.append(stop)
+        if topics:
+            where.append(SQL("topic = ANY(%s)"))
+            params.append(list(topics))
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table}"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        if where:
+            statement += SQL(" WHERE ") + SQL(" AND ").join(where)
+        statement += SQL(" ORDER BY notification_id LIMIT %s")
+        params.append(limit)
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(statement, params, prepare=True)
+            return [
+                _notification(
+                    {
+                        "originator_id": originator_id,
+                        "originator_version": originator_version,
+                        "topic": topic,
+                        "state": bytes(state),
+                        "id": notification_id,
+                    }
+                )
+                for notification_id, originator_id, originator_version, topic, state in curs
+            ]
+
+
+def _notification(fields: dict[str, Any]) -> Notification:
+    """A library ``Notification`` without the frozen dataclass's per-field ``__init__``."""
+    notification: Notification = object.__new__(Notification)
+    object.__setattr__(notification, "__dict__", fields)
+    return notification
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:

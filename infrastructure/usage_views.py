@@ -7,7 +7,7 @@ written in one transaction through eventsourcing's tracking recorders.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -152,13 +152,16 @@ class UsageSQL:
                     self._q("DELETE FROM usage_buckets WHERE business_id = ? AND meter_id = ?"),
                     (business_id, meter_id),
                 )
-                rows = [
+                rows = (
                     bucket_row((business_id, meter_id, customer, hour), tally)
                     for (customer, hour), tally in buckets.items()
-                ]
-                if rows:
-                    curs.executemany(self._q(UPSERT_BUCKET), rows)
+                )
+                self._insert_new(curs, rows)
             self._insert_tracking(curs, tracking)
+
+    def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Insert buckets known not to exist (their meter's rows were just deleted)."""
+        curs.executemany(self._q(UPSERT_BUCKET), list(rows))
 
     def _merge_existing(self, curs: Any, added: dict[BucketKey, Tally]) -> dict[BucketKey, Tally]:
         """``added`` merged with what the buckets already hold (read in the same transaction)."""
@@ -227,6 +230,12 @@ class SQLiteUsageStore(UsageSQL, SQLiteTrackingRecorder):
 
 class PostgresUsageStore(UsageSQL, PostgresTrackingRecorder):
     mark = "%s"
+
+    def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+        # COPY: a rebuild writes tens of thousands of buckets at once.
+        with curs.copy(f"COPY usage_buckets ({_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name="usage_tracking")

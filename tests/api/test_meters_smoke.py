@@ -106,3 +106,25 @@ def test_events_lists_what_a_meter_counts_page_by_page(client) -> None:
         ]
         == []
     )
+
+
+def test_a_billed_meter_keeps_its_definition_but_may_be_renamed(client, container, clock) -> None:
+    meter = client.post(
+        "/meters",
+        json={
+            "name": "Calls",
+            "event_name": "api.call",
+            "measurement_unit": "calls",
+            "aggregation": {"type": "count"},
+        },
+    ).json()
+    container.ledger.lock_meter("default", meter["id"], "invoice inv_1", clock())
+    changed = client.patch(
+        f"/meters/{meter['id']}", json={"aggregation": {"type": "sum", "key": "n"}}
+    )
+    assert changed.status_code == 409
+    assert changed.json()["code"] == "meter_definition_locked"
+    renamed = client.patch(f"/meters/{meter['id']}", json={"name": "API calls"})
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "API calls"
+    assert renamed.json()["aggregation"] == {"type": "count", "key": None}

@@ -161,6 +161,10 @@ def test_rebuilding_gives_the_live_rows_and_late_meters_count_old_events(
     assert before
     assert container.rebuild("usage") == 1500 + 4 + len(early) + len(late)
     assert live_rows(container) == before
+    # The same rows when the log is tallied in two worker processes and merged.
+    assert container.rebuild("usage", workers=2, parallel_from=0) == 1500
+    assert live_rows(container) == before
+    assert container.status()[1].behind == 0
     events_before = container.event_index.scan_events(
         "default", "api.call", None, NOW - 2 * DAYS, NOW + DAYS
     )
