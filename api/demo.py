@@ -101,10 +101,45 @@ def _script(http: httpx.Client, settings: Settings) -> None:
     _say(f"GET /events?customer_id={cid} lists {len(listed['items'])} events:")
     for item in listed["items"]:
         _say(f"  {item['event_id']}  {item['timestamp']}  {item['metadata']}")
+    meter = _call(
+        http,
+        "POST",
+        "/meters",
+        {
+            "name": "Tokens on cheap calls",
+            "event_name": "api.call",
+            "measurement_unit": "tokens",
+            "aggregation": {"type": "sum", "key": "tokens"},
+            "filter": {
+                "conjunction": "and",
+                "clauses": [{"key": "cost", "operator": "less_than", "value": 0.2}],
+            },
+        },
+    )
+    _say(f"created meter {meter['id']} (sum of tokens where cost < 0.2), after the events")
+    start = (now - timedelta(hours=1)).isoformat()
+    end = (now + timedelta(minutes=1)).isoformat()
+    usage = _call(
+        http,
+        "GET",
+        f"/meters/{meter['id']}/usage",
+        None,
+        params={"customer_id": cid, "start": start, "end": end, "window": "hour"},
+    )
+    _say(
+        f"its usage for {cid} over the last hour: {usage['total']} tokens "
+        f"from {usage['event_count']} events (1001 + 1003, the two calls at 0.1)"
+    )
 
 
-def _call(http: httpx.Client, method: str, path: str, body: object) -> Any:
-    response = http.request(method, path, json=body)
+def _call(
+    http: httpx.Client,
+    method: str,
+    path: str,
+    body: object,
+    params: dict[str, str] | None = None,
+) -> Any:
+    response = http.request(method, path, json=body, params=params)
     if response.status_code >= 400:
         raise SystemExit(f"ledger demo: {method} {path} -> {response.status_code} {response.text}")
     return response.json()

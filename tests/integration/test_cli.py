@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -147,3 +148,22 @@ def test_projections_status_and_rebuild(settings: Settings, container: Container
     unknown = ledger("projections", "rebuild", "nope", env=env)
     assert unknown.returncode == 2
     assert "event_index" in unknown.stderr
+
+
+def test_the_demo_of_the_readme_runs_on_a_fresh_directory(tmp_path) -> None:
+    """The README's first command: ingest, duplicates, listing, a late meter's usage."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "demo", "--port", str(free_port())],
+        cwd=tmp_path,
+        env={**env, "LEDGER_DEMO_EXIT": "1", "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ingested 5 events; rejected: #5 timestamp_out_of_window" in result.stdout
+    assert "ingested 0, 5 reported as duplicates" in result.stdout
+    assert "2004 tokens from 2 events" in result.stdout
+    assert (tmp_path / "var" / "ledger.sqlite").exists()
