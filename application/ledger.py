@@ -22,7 +22,7 @@ from application.errors import (
 from application.ports import CustomerView, MeterView, StoredIdentities, UsageEventView
 from domain.customer import Customer, check_customer_fields, customer_aggregate_id
 from domain.errors import DomainError
-from domain.metadata import validate_metadata
+from domain.metadata import UnreadableMetadata, validate_metadata
 from domain.meter import Meter, MeterSpec, meter_aggregate_id
 from domain.usage import (
     TimeWindow,
@@ -45,7 +45,7 @@ class EventInput:
     customer_id: str
     event_name: str
     timestamp: str | None = None
-    metadata: Mapping[str, object] | None = None
+    metadata: Mapping[str, object] | UnreadableMetadata | None = None
 
 
 @dataclass(frozen=True, slots=True)

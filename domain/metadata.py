@@ -8,6 +8,7 @@ fraction or exponent, so ``0.1`` stays ``0.1``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 from domain.errors import InvalidMetadataError
@@ -25,10 +26,26 @@ MetadataValue = str | bool | int | Decimal
 Metadata = dict[str, MetadataValue]
 
 
-def validate_metadata(raw: Mapping[str, object] | None) -> Metadata:
+@dataclass(frozen=True, slots=True)
+class UnreadableMetadata:
+    """Metadata the wire decoder could not read (say, an integer of 5,000 digits).
+
+    Carried to validation so that one such event is rejected on its own, like
+    any other bad metadata, instead of sinking its whole batch.
+    """
+
+    reason: str
+
+
+def validate_metadata(raw: Mapping[str, object] | UnreadableMetadata | None) -> Metadata:
     """Return ``raw`` as checked flat metadata, or raise ``InvalidMetadataError``."""
     if raw is None:
         return {}
+    if isinstance(raw, UnreadableMetadata):
+        raise InvalidMetadataError(f"metadata could not be read: {raw.reason}")
+    if not isinstance(raw, Mapping):
+        kind = type(raw).__name__
+        raise InvalidMetadataError(f"metadata must be an object of flat values, not {kind}")
     if len(raw) > MAX_KEYS:
         raise InvalidMetadataError(f"metadata has {len(raw)} keys; at most {MAX_KEYS} allowed")
     checked: Metadata = {}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 from typing import Annotated, Any
 
 import anyio
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
@@ -22,6 +24,7 @@ from api.schemas import (
 )
 from application.ledger import EventInput, IngestOutcome
 from application.ports import EventIndex, EventQuery, UsageEventView
+from domain.metadata import UnreadableMetadata
 from domain.meter import MeterSpec
 from infrastructure.keys import Principal
 
@@ -29,6 +32,19 @@ _SCAN = 1000  # index rows read per step when a meter's filter picks the events
 EventPageSize = Annotated[
     int, QueryParameter(ge=1, le=1000, description="items per page, 1 to 1000")
 ]
+
+
+_METADATA = msgspec.json.Decoder(Any, float_hook=Decimal)
+
+
+def metadata_of(raw: msgspec.Raw) -> Any:
+    """One event's metadata, decoded on its own; what cannot be read is marked, not raised."""
+    if not raw:
+        return None
+    try:
+        return _METADATA.decode(raw)
+    except msgspec.DecodeError as error:
+        return UnreadableMetadata(str(error).replace("$", "metadata"))
 
 
 def event_read(view: UsageEventView) -> EventRead:
@@ -63,7 +79,9 @@ class EventController(Controller):
     async def ingest(self, request: Request[Principal, Any, Any]) -> Response[IngestRead]:
         data = decode(await request.body(), IngestCreate)
         events = [
-            EventInput(e.event_id, e.customer_id, e.event_name, e.timestamp, e.metadata)
+            EventInput(
+                e.event_id, e.customer_id, e.event_name, e.timestamp, metadata_of(e.metadata)
+            )
             for e in data.events
         ]
         container = container_of(request)

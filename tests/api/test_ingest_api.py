@@ -111,6 +111,9 @@ BAD_METADATA = {  # as JSON text, so a number can be spelled exactly
     "string-501-chars": json.dumps({"a": "x" * 501}),
     "number-with-41-digits": '{"a": 0.' + "1" * 41 + "}",
     "nul-in-value": '{"a": "x\\u0000y"}',
+    "integer-of-5000-digits": '{"a": ' + "9" * 5000 + "}",
+    "not-an-object": "[1, 2]",
+    "a-string": '"tokens=5"',
     "nul-in-key": '{"a\\u0000": 1}',
 }
 
