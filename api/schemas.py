@@ -97,7 +97,18 @@ def decode(body: bytes, shape: type[T]) -> T:
     decoder = _decoders.get(shape)
     if decoder is None:
         decoder = _decoders[shape] = msgspec.json.Decoder(shape, float_hook=Decimal)
-    return decoder.decode(body)  # type: ignore[no-any-return]
+    try:
+        return decoder.decode(body)  # type: ignore[no-any-return]
+    except (ArithmeticError, RecursionError) as error:
+        # A number no Decimal can hold (1e99999999999999999999), or nesting deeper
+        # than Python's stack: not a valid request, never a 500.
+        raise msgspec.ValidationError(f"{_why(error)} - at `$`") from None
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "the body is nested too deeply"
+    return "a number is out of range"
 
 
 class MeterCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -34,7 +34,10 @@ class EventIndexProjection:
     def view(self) -> EventIndex:
         return self._view
 
-    def process(self, events: Sequence[DomainEvent], tracking: Tracking) -> None:
+    def process(self, events: Sequence[DomainEvent], tracking: Tracking, after: int) -> None:
+        # Idempotent rows: a batch applied by two processes writes the same rows,
+        # and the library refuses the older tracking position.
+        del after
         usage: list[UsageEventView] = []
         customers: list[CustomerView] = []
         meter_versions: dict[UUID, int] = {}

@@ -20,7 +20,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification, Tracking
 
-from application.ports import TrackedView
+from application.ports import PositionMovedError, TrackedView
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,9 @@ class BatchProjection(Protocol):
     @property
     def view(self) -> TrackedView: ...
 
-    def process(self, events: Sequence[DomainEvent], tracking: Tracking) -> None: ...
+    def process(self, events: Sequence[DomainEvent], tracking: Tracking, after: int) -> None:
+        """Apply a batch read after log position ``after``; ``tracking`` is its last."""
+        ...
 
 
 class LogFollower:
@@ -67,20 +69,20 @@ class LogFollower:
         each batch: a progress bar.
         """
         processed = 0
+        after = self.position
         with ThreadPoolExecutor(1, thread_name_prefix="follower-read") as reader:
-            pending: Future[Sequence[Notification]] | None = reader.submit(
-                self._read, self.position
-            )
+            pending: Future[Sequence[Notification]] | None = reader.submit(self._read, after)
             while pending is not None:
                 notifications = pending.result()
                 if not notifications:
                     break
                 full = len(notifications) == self.batch_size
                 pending = reader.submit(self._read, notifications[-1].id) if full else None
-                self._handle(notifications)
+                self._handle(notifications, after)
+                after = notifications[-1].id
                 processed += len(notifications)
                 if on_batch is not None:
-                    on_batch(processed, notifications[-1].id)
+                    on_batch(processed, after)
         return processed
 
     def _read(self, after: int) -> Sequence[Notification]:
@@ -88,15 +90,17 @@ class LogFollower:
             start=after, limit=self.batch_size, inclusive_of_start=False
         )
 
-    def _handle(self, notifications: Sequence[Notification]) -> None:
+    def _handle(self, notifications: Sequence[Notification], after: int) -> None:
         to_domain_event = self.app.mapper.to_domain_event
         events = [to_domain_event(n) for n in notifications]
-        self.projection.process(events, Tracking(self.app.name, notifications[-1].id))
+        tracking = Tracking(self.app.name, notifications[-1].id)
+        self.projection.process(events, tracking, after)
 
     def _step(self) -> int:
-        notifications = self._read(self.position)
+        after = self.position
+        notifications = self._read(after)
         if notifications:
-            self._handle(notifications)
+            self._handle(notifications, after)
         return len(notifications)
 
     def start(self) -> None:
@@ -110,6 +114,10 @@ class LogFollower:
         while not self._stopping.is_set():
             try:
                 count = self._step()
+            except PositionMovedError as error:
+                # Another process advanced this projection: carry on from where it is.
+                log.info("projection_moved", projection=self.projection.name, error=str(error))
+                continue
             except Exception as error:  # noqa: BLE001 - keep following; the store may come back
                 self.error = error
                 log.warning(

@@ -96,6 +96,14 @@ class CustomerQuery:
     page_size: int = 10
 
 
+class PositionMovedError(Exception):
+    """A batch was read after a position the projection has since left.
+
+    Another process applied events to the same projection in the meantime;
+    applying this batch too would count them twice. Nothing was written.
+    """
+
+
 class TrackedView(Protocol):
     """A read model that records its log position with its rows."""
 

@@ -76,7 +76,13 @@ class UsageStore(TrackedView, Protocol):
 
     def definitions(self) -> list[MeterDefinition]: ...
 
-    def apply(self, changes: UsageChanges, tracking: Tracking) -> None: ...
+    def apply(self, changes: UsageChanges, tracking: Tracking, after: int) -> None:
+        """Write ``changes`` and ``tracking`` in one transaction, if the view is at ``after``.
+
+        Raises ``PositionMovedError`` (writing nothing) when another process
+        moved the view since; concurrent calls are serialised.
+        """
+        ...
 
     def buckets(
         self,
@@ -212,11 +218,11 @@ class UsageProjection:
         self._view = view
         self._history = history
         self._application_name = application_name
+        self._position: int | None = None  # the view's position as this process last knew it
         self._by_id: dict[UUID, MeterDefinition] = {}
-        # business -> event name -> [(meter_id, spec)]
+        # business -> event name -> [(meter_id, spec)]; read from the view by the
+        # first batch (see process)
         self._specs: dict[str, dict[str, list[tuple[str, MeterSpec]]]] = {}
-        for definition in view.definitions():
-            self._learn(definition)
 
     @property
     def view(self) -> UsageStore:
@@ -234,7 +240,32 @@ class UsageProjection:
         names = self._specs.setdefault(definition.business_id, {})
         names.setdefault(spec.event_name, []).append((definition.meter_id, spec))
 
-    def process(self, events: Sequence[DomainEvent], tracking: Tracking) -> None:
+    def _reload(self) -> None:
+        """Forget what this process knew; read the meters' definitions from the view."""
+        self._by_id.clear()
+        self._specs.clear()
+        for definition in self._view.definitions():
+            self._learn(definition)
+
+    def process(self, events: Sequence[DomainEvent], tracking: Tracking, after: int) -> None:
+        """Apply one batch read after ``after``; refused if the view is no longer there.
+
+        Another process may follow the same projection (two ``serve`` instances,
+        say). Its batches moved the view's position and taught it meters this
+        process never saw: then the definitions are read again, and the view's
+        ``apply`` checks, under a lock, that its position is still ``after``.
+        """
+        if after != self._position:
+            self._reload()
+            self._position = after
+        try:
+            self._process(events, tracking, after)
+        except BaseException:
+            self._position = None  # what was learnt in memory may not have been written
+            raise
+        self._position = tracking.notification_id
+
+    def _process(self, events: Sequence[DomainEvent], tracking: Tracking, after: int) -> None:
         changes = UsageChanges()
         redefined: dict[UUID, MeterDefinition] = {}
         usage: list[UsageEvent.Recorded] = []
@@ -253,7 +284,7 @@ class UsageProjection:
             changes.replaced = self._measure_afresh(
                 list(redefined.values()), tracking.notification_id
             )
-        self._view.apply(changes, tracking)
+        self._view.apply(changes, tracking, after)
 
     def _definition(self, domain_event: Meter.Created | Meter.DefinitionChanged) -> MeterDefinition:
         return definition_of(domain_event, self._by_id)
@@ -268,7 +299,8 @@ class UsageProjection:
         for definition in definitions:
             self._learn(definition)
         changes = UsageChanges(definitions=list(definitions), replaced=tallies)
-        self._view.apply(changes, Tracking(self._application_name, position))
+        self._view.apply(changes, Tracking(self._application_name, position), 0)
+        self._position = position
 
     def _add(
         self,

@@ -94,10 +94,9 @@ def _topic(cls: type) -> str:
 @cache
 def _decoder(cls: type) -> msgspec.json.Decoder[Any]:
     """A decoder that returns a dict typed from the event class's annotations."""
-    try:
-        hints = typing.get_type_hints(cls)
-    except (NameError, TypeError):  # annotations that cannot be resolved: decode loosely
-        hints = {}
+    # Annotations that cannot be resolved fail here, loudly: decoding such a class
+    # loosely would hand back strings where it declares datetimes.
+    hints = typing.get_type_hints(cls)
     fields: dict[str, Any] = {}
     for name, hint in hints.items():
         if name in {"originator_id", "originator_version"} or get_origin(hint) is ClassVar:

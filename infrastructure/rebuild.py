@@ -95,13 +95,13 @@ def rebuild_usage_in_parallel(
             for i in range(workers)
             if bounds[i] < bounds[i + 1]
         ]
-        for future in as_completed(futures):
+        for done, future in enumerate(as_completed(futures), start=1):
             count, part = future.result()
             tallied += count
             merged = merge_tallies((merged, part))  # one part held at a time
             del part
-            if on_part is not None:
-                on_part(tallied, head)
+            if on_part is not None:  # parts finish in any order: report the share done
+                on_part(tallied, head * done // len(futures))
     for definition in definitions:  # meters that measured nothing still get their row
         merged.setdefault(_key(definition), {})
     projection.restore(definitions, merged, head)

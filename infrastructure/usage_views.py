@@ -19,6 +19,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
+from application.ports import PositionMovedError
 from application.usage import BucketKey, MeterDefinition, UsageChanges
 from domain.meter import Last, Tally
 from infrastructure.codec import from_micros, to_micros
@@ -111,6 +112,18 @@ class UsageSQL:
         """Drop the rows and the tracking position, and create empty tables again."""
         reset_tables(self)
 
+    @property
+    def _position_statement(self) -> str:
+        table = getattr(self, "tracking_table_name", "tracking")
+        return f"SELECT MAX(notification_id) FROM {table} WHERE application_name = ?"  # noqa: S608
+
+    def _serialise(self, curs: Any) -> None:
+        """Hold writers of this view apart until the transaction ends.
+
+        SQLite needs nothing: the read above opens the transaction's snapshot, and
+        a write after another process committed fails (WAL: busy snapshot).
+        """
+
     def _rows(self, curs: Any) -> list[tuple[Any, ...]]:
         return [
             tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in curs.fetchall()
@@ -127,8 +140,18 @@ class UsageSQL:
                 for a, b, m, d in self._rows(curs)
             ]
 
-    def apply(self, changes: UsageChanges, tracking: Tracking) -> None:
+    def apply(self, changes: UsageChanges, tracking: Tracking, after: int) -> None:
         with self.datastore.transaction(commit=True) as curs:
+            # First, under the lock, check nobody moved the view since the batch was
+            # read: the buckets are read, merged and written back below.
+            self._serialise(curs)
+            curs.execute(self._q(self._position_statement), (tracking.application_name,))
+            row = self._rows(curs)
+            position = (row[0][0] if row else None) or 0
+            if position != after:
+                raise PositionMovedError(
+                    f"usage projection is at {position}, this batch follows {after}"
+                )
             if changes.added:
                 merged = self._merge_existing(curs, changes.added)
                 curs.executemany(
@@ -230,6 +253,11 @@ class SQLiteUsageStore(UsageSQL, SQLiteTrackingRecorder):
 
 class PostgresUsageStore(UsageSQL, PostgresTrackingRecorder):
     mark = "%s"
+
+    def _serialise(self, curs: Any) -> None:
+        curs.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('ledger-projection'), hashtext('usage'))"
+        )
 
     def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         # COPY: a rebuild writes tens of thousands of buckets at once.

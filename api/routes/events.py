@@ -45,6 +45,10 @@ def metadata_of(raw: msgspec.Raw) -> Any:
         return _METADATA.decode(raw)
     except msgspec.DecodeError as error:
         return UnreadableMetadata(str(error).replace("$", "metadata"))
+    except ArithmeticError:  # a number no Decimal can hold: 1e99999999999999999999
+        return UnreadableMetadata("a number is out of range")
+    except RecursionError:
+        return UnreadableMetadata("nested too deeply")
 
 
 def event_read(view: UsageEventView) -> EventRead:

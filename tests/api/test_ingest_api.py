@@ -257,3 +257,40 @@ def test_a_wider_backdate_window_accepts_older_events(make_container, clock) -> 
         body = ingest(wide, event(customer, "old", timestamp=old)).json()
         assert (body["ingested_count"], body["rejected"]) == (1, [])
         assert wide.get("/events/old").json()["timestamp"] == "2026-01-29T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ['{"a": 1e99999999999999999999}', '{"a": -1e-99999999999999999999}'],
+    ids=["exponent-beyond-decimal", "negative-exponent-beyond-decimal"],
+)
+def test_metadata_no_decoder_can_hold_rejects_only_its_event(client, cid, metadata) -> None:
+    bad = json.dumps(event(cid, "m", metadata="@"), separators=(",", ":")).replace('"@"', metadata)
+    text = f'{{"events":[{bad},{json.dumps(event(cid, "ok"))}]}}'
+    response = client.post("/events/ingest", content=text.encode())
+    assert response.status_code == 200
+    assert [(r["index"], r["code"]) for r in response.json()["rejected"]] == [
+        (0, "invalid_metadata")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        (
+            "/customers",
+            b'{"email": "a@b.co", "name": "A", "metadata": {"x": 1e99999999999999999999}}',
+        ),
+        ("/events/ingest", b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        (
+            "/meters",
+            b'{"name": "m", "event_name": "e", "measurement_unit": "u", '
+            b'"aggregation": {"type": "count"}, "filter": 1e99999999999999999999}',
+        ),
+    ],
+    ids=["customer-huge-exponent", "ingest-deep-nesting", "meter-huge-exponent"],
+)
+def test_bodies_no_decoder_can_hold_are_4xx_not_500(client, path, text) -> None:
+    response = client.post(path, content=text)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["code"] in {"invalid_request", "invalid_json"}

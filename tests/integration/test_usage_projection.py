@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from eventsourcing.persistence import Tracking
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application.ledger import EventInput
-from application.usage import Window, usage_report
+from application.ports import PositionMovedError
+from application.usage import HOUR, Window, usage_report
 from domain.meter import MeterSpec, fold
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
@@ -257,6 +260,11 @@ def test_the_projection_equals_a_direct_fold_whatever_the_ingestion_order(
     assert results[0] == results[1]
 
 
+def caught_up(container: Container) -> Container:
+    catch_up(container)
+    return container
+
+
 def register_with_id(container: Container, customer_id: str) -> None:
     """A customer with a chosen id, so two stores hold the same events."""
     from domain.customer import Customer  # noqa: PLC0415 - only this helper needs it
@@ -272,3 +280,57 @@ def register_with_id(container: Container, customer_id: str) -> None:
             created_at=NOW,
         )
     )
+
+
+def test_two_processes_following_the_usage_projection_never_count_twice(
+    make_container: Any,
+) -> None:
+    """Two followers (two `serve` instances, say) on one store: no double or lost counts."""
+    first: Container = make_container(backdate_window=DAYS)
+    second: Container = make_container(backdate_window=DAYS)
+    [cid] = customers(first, 1)
+    second.usage_follower.catch_up()  # the second process knows no meter yet
+    meter_id = make_meter(first, "count", {"type": "count"}, None)
+    events = usage_events([cid], 40, seed=11)
+    ingest(first, events[:20])
+
+    # The second process reads a batch, but the first applies it before it does.
+    after = second.usage_follower.position
+    batch = second.ledger.recorder.select_notifications(
+        start=after, limit=1000, inclusive_of_start=False
+    )
+    first.usage_follower.catch_up()
+    stale = [second.ledger.mapper.to_domain_event(n) for n in batch]
+    with pytest.raises(PositionMovedError):
+        second.usage_follower.projection.process(stale, Tracking("ledger", batch[-1].id), after)
+
+    # The second process carries on from the new position, with the meter it missed.
+    ingest(first, events[20:])
+    second.usage_follower.catch_up()
+    first.usage_follower.catch_up()
+    spec = first.ledger.meter_spec("default", meter_id)
+    expected = fold(
+        spec,
+        [
+            (
+                datetime.fromisoformat(e.timestamp or "").astimezone(UTC),
+                e.event_id,
+                e.event_name,
+                e.metadata or {},
+            )
+            for e in events
+        ],
+    )
+    report = usage_report(
+        first.usage,
+        caught_up(first).event_index.scan_events,
+        business_id="default",
+        meter_id=meter_id,
+        spec=spec,
+        customer_id=cid,
+        start=NOW - DAYS - HOUR,
+        end=NOW + HOUR,
+        window=Window.DAY,
+    )
+    assert report.total == expected
+    assert sum(t.count for _, t in live_rows(first)) == expected
