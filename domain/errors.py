@@ -48,3 +48,33 @@ class MeterDefinitionLockedError(DomainError):
     """Events have been billed against the meter: what it measures can no longer change."""
 
     code = "meter_definition_locked"
+
+
+class InvalidBillingFrequencyError(DomainError):
+    """A billing frequency's interval is unknown or its count is out of range."""
+
+    code = "invalid_billing_frequency"
+
+
+class CycleOutOfRangeError(DomainError):
+    """A billing cycle before the subscription's start, or past the calendar's end."""
+
+    code = "cycle_out_of_range"
+
+
+class InvalidPriceError(DomainError):
+    """A price is malformed; the message starts with the offending field."""
+
+    code = "invalid_price"
+
+
+class InvalidCreditError(DomainError):
+    """Credits are malformed: a negative amount, an expiry before the grant, a bad rule."""
+
+    code = "invalid_credit"
+
+
+class InvoiceMismatchError(DomainError):
+    """Invoice inputs do not fit together (a meter without a spec, two different cycles)."""
+
+    code = "invoice_mismatch"

@@ -1,0 +1,296 @@
+"""The invoice of one billing cycle: a pure fold of that cycle's usage events.
+
+``fold_invoice`` takes the cycle, the ``UsagePrice`` in force when it began,
+the spec of each priced meter, the customer's usage events (in any order, any
+of them possibly outside the cycle), the credit units each meter may draw on
+and the log position (``cut``) the events were read up to. It keeps the events
+with ``cycle.start <= timestamp < cycle.end``, measures each meter over them
+(``domain.meter``), and prices each meter with ``domain.pricing.meter_line``.
+The result depends on the set of events only, never on their order.
+
+The ``Invoice`` has one line per priced meter, sorted by ``meter_id``, the fixed
+price, and any adjustments of earlier cycles it carries. ``total_minor`` is the
+fixed price plus the sum of the rounded lines plus the adjustments.
+
+``canonical_bytes`` is the invoice as JSON with sorted keys and no whitespace,
+ASCII only; decimals are strings with one spelling per value (``"2.5"``, never
+``"2.50"`` or ``"2.5E0"``), amounts are integers, datetimes are ISO 8601 UTC
+ending in ``Z`` (with microseconds only when they are not zero). ``sha256`` is
+the hex digest of those bytes.
+
+Invariant 8: a cycle finalized at cut A that gains or loses usage by cut B is
+corrected by ``adjustment(fold at A, fold at B)``: per meter, the new line minus
+the old one, amounts included. Since amounts are differences of rounded lines,
+the old invoice plus its adjustments always sums to what the cycle would have
+cost had every event been there at A. For ``max``, ``min``, ``last`` and
+``unique_count`` this is not the fold of the late events alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from domain.cycles import Cycle
+from domain.errors import InvoiceMismatchError
+from domain.meter import MeterSpec, Tally, UsageRecord, canonical_number
+from domain.pricing import Line, UsagePrice, meter_line
+
+FORMAT = "ledger.invoice/1"
+JsonValue = str | int | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    """One priced meter's usage in the cycle."""
+
+    meter_id: str
+    consumed: Decimal
+    free_threshold: int
+    chargeable: Decimal
+    credits_applied: Decimal
+    billed_units: Decimal
+    unit_price: Decimal
+    amount_minor: int
+
+    @classmethod
+    def of(cls, meter_id: str, line: Line) -> InvoiceLine:
+        return cls(
+            meter_id,
+            line.consumed,
+            line.free_threshold,
+            line.chargeable,
+            line.credits_applied,
+            line.billed_units,
+            line.unit_price,
+            line.amount_minor,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentLine:
+    """How one meter's line of a finalized cycle changed: new minus old."""
+
+    meter_id: str
+    consumed: Decimal
+    chargeable: Decimal
+    credits_applied: Decimal
+    billed_units: Decimal
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """The correction of a finalized cycle: its fold at ``to_cut`` minus at ``from_cut``."""
+
+    currency: str
+    cycle_start: datetime
+    cycle_end: datetime
+    from_cut: int
+    to_cut: int
+    lines: tuple[AdjustmentLine, ...]
+
+    @property
+    def total_minor(self) -> int:
+        return sum(line.amount_minor for line in self.lines)
+
+    @property
+    def is_zero(self) -> bool:
+        """Nothing the late events changed shows on an invoice."""
+        return not any(
+            line.consumed or line.chargeable or line.credits_applied or line.billed_units
+            for line in self.lines
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """A cycle's invoice at log position ``cut``; amounts in the currency's minor unit."""
+
+    currency: str
+    cycle_start: datetime
+    cycle_end: datetime
+    cut: int
+    fixed_price_minor: int
+    lines: tuple[InvoiceLine, ...]
+    adjustments: tuple[Adjustment, ...] = ()
+
+    @property
+    def total_minor(self) -> int:
+        usage = sum(line.amount_minor for line in self.lines)
+        return self.fixed_price_minor + usage + sum(a.total_minor for a in self.adjustments)
+
+    def line(self, meter_id: str) -> InvoiceLine:
+        return next(line for line in self.lines if line.meter_id == meter_id)
+
+    def canonical_bytes(self) -> bytes:
+        document = {
+            "format": FORMAT,
+            "currency": self.currency,
+            "cycle": {"start": _iso(self.cycle_start), "end": _iso(self.cycle_end)},
+            "cut": self.cut,
+            "fixed_price_minor": self.fixed_price_minor,
+            "lines": [_line_json(line) for line in sorted(self.lines, key=_by_meter)],
+            "adjustments": [_adjustment_json(a) for a in sorted(self.adjustments, key=_order)],
+            "total_minor": self.total_minor,
+        }
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return text.encode("ascii")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+
+def fold_invoice(
+    cycle: Cycle,
+    price: UsagePrice,
+    meters: Mapping[str, MeterSpec],
+    events: Iterable[UsageRecord],
+    *,
+    cut: int,
+    credits: Mapping[str, Decimal | int] | None = None,
+    adjustments: Iterable[Adjustment] = (),
+) -> Invoice:
+    """The invoice of ``cycle`` over ``events``; those outside the cycle are ignored."""
+    tallies = cycle_tallies(cycle, price, meters, events)
+    consumed = {
+        meter_id: tally.result(meters[meter_id].aggregation) for meter_id, tally in tallies.items()
+    }
+    return price_cycle(cycle, price, consumed, cut=cut, credits=credits, adjustments=adjustments)
+
+
+def cycle_tallies(
+    cycle: Cycle,
+    price: UsagePrice,
+    meters: Mapping[str, MeterSpec],
+    events: Iterable[UsageRecord],
+) -> dict[str, Tally]:
+    """Each priced meter's tally of the events within ``cycle``; tallies merge across parts."""
+    missing = sorted(meter.meter_id for meter in price.meters if meter.meter_id not in meters)
+    if missing:
+        raise InvoiceMismatchError(f"no meter definition for priced meters {missing}")
+    start, end = cycle.start, cycle.end
+    within = [record for record in events if start <= record[0] < end]
+    return {meter.meter_id: meters[meter.meter_id].tally(within) for meter in price.meters}
+
+
+def price_cycle(
+    cycle: Cycle,
+    price: UsagePrice,
+    consumed: Mapping[str, Decimal],
+    *,
+    cut: int,
+    credits: Mapping[str, Decimal | int] | None = None,
+    adjustments: Iterable[Adjustment] = (),
+) -> Invoice:
+    """The invoice of ``cycle`` given each priced meter's measured quantity."""
+    credits = credits or {}
+    priced = {meter.meter_id for meter in price.meters}
+    if set(consumed) != priced or not set(credits) <= priced:
+        raise InvoiceMismatchError(
+            f"quantities for {sorted(consumed)} and credits for {sorted(credits)} do not "
+            f"match the priced meters {sorted(priced)}"
+        )
+    if type(cut) is not int or cut < 0:
+        raise InvoiceMismatchError(f"cut must be a log position (an integer >= 0), not {cut!r}")
+    carried = tuple(adjustments)
+    if any(a.currency != price.currency for a in carried):
+        raise InvoiceMismatchError(f"an adjustment in another currency than {price.currency}")
+    lines = (
+        InvoiceLine.of(
+            meter.meter_id,
+            meter_line(
+                consumed[meter.meter_id],
+                meter.free_threshold,
+                meter.price_per_unit,
+                credits.get(meter.meter_id, 0),
+            ),
+        )
+        for meter in price.meters
+    )
+    return Invoice(
+        price.currency,
+        cycle.start,
+        cycle.end,
+        cut,
+        price.fixed_price,
+        tuple(sorted(lines, key=_by_meter)),
+        carried,
+    )
+
+
+def adjustment(old: Invoice, new: Invoice) -> Adjustment:
+    """``new`` minus ``old``: the same cycle and prices, folded up to a later cut.
+
+    Only the meter lines are compared; adjustments the two carry are not.
+    """
+    if (old.currency, old.cycle_start, old.cycle_end, old.fixed_price_minor) != (
+        new.currency,
+        new.cycle_start,
+        new.cycle_end,
+        new.fixed_price_minor,
+    ) or new.cut < old.cut:
+        raise InvoiceMismatchError("an adjustment compares one cycle at an earlier and later cut")
+    before_lines = sorted(old.lines, key=_by_meter)
+    after_lines = sorted(new.lines, key=_by_meter)
+    if [_terms(line) for line in before_lines] != [_terms(line) for line in after_lines]:
+        raise InvoiceMismatchError("an adjustment compares one cycle at the same prices")
+    lines = tuple(
+        AdjustmentLine(
+            after.meter_id,
+            _minus(after.consumed, before.consumed),
+            _minus(after.chargeable, before.chargeable),
+            _minus(after.credits_applied, before.credits_applied),
+            _minus(after.billed_units, before.billed_units),
+            after.amount_minor - before.amount_minor,
+        )
+        for before, after in zip(before_lines, after_lines, strict=True)
+    )
+    return Adjustment(new.currency, new.cycle_start, new.cycle_end, old.cut, new.cut, lines)
+
+
+def _terms(line: InvoiceLine) -> tuple[str, int, Decimal]:
+    return (line.meter_id, line.free_threshold, line.unit_price)
+
+
+def _minus(after: Decimal, before: Decimal) -> Decimal:
+    return canonical_number(after - before)
+
+
+def _by_meter(line: InvoiceLine | AdjustmentLine) -> str:
+    return line.meter_id
+
+
+def _order(item: Adjustment) -> tuple[datetime, int, int]:
+    return (item.cycle_start, item.from_cut, item.to_cut)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _line_json(line: InvoiceLine | AdjustmentLine) -> dict[str, JsonValue]:
+    document: dict[str, JsonValue] = {}
+    for field in fields(line):
+        value = getattr(line, field.name)
+        document[field.name] = _decimal(value) if isinstance(value, Decimal) else value
+    return document
+
+
+def _adjustment_json(item: Adjustment) -> dict[str, JsonValue]:
+    return {
+        "cycle": {"start": _iso(item.cycle_start), "end": _iso(item.cycle_end)},
+        "from_cut": item.from_cut,
+        "to_cut": item.to_cut,
+        "lines": [_line_json(line) for line in sorted(item.lines, key=_by_meter)],
+        "total_minor": item.total_minor,
+    }
+
+
+def _decimal(value: Decimal) -> str:
+    return format(canonical_number(value), "f")
