@@ -19,6 +19,7 @@ from api.routes.customers import CustomerController
 from api.routes.events import EventController
 from api.routes.health import health
 from api.routes.meters import MeterController
+from api.routes.products import ProductController
 from infrastructure.bootstrap import Container
 
 
@@ -42,7 +43,13 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             container.close()
 
     app = Litestar(
-        route_handlers=[health, CustomerController, EventController, MeterController],
+        route_handlers=[
+            health,
+            CustomerController,
+            EventController,
+            MeterController,
+            ProductController,
+        ],
         middleware=[
             RequestLogMiddleware,
             DefineMiddleware(BearerKeyMiddleware, exclude=PUBLIC_PATHS),

@@ -154,3 +154,50 @@ class MeterUsageRead(msgspec.Struct):
     items: list[UsageWindowRead]
     total: Decimal
     event_count: int
+
+
+class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    price: Any  # checked by the domain, which names the offending field
+    tax_category: str
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    credit_entitlements: list[Any] | None = None
+
+
+class ProductRead(msgspec.Struct):
+    """The SDK's ``Product``; brand, entitlements and license keys are not ours."""
+
+    brand_id: str
+    business_id: str
+    created_at: datetime
+    credit_entitlements: list[Any]
+    entitlements: list[Any]
+    is_recurring: bool
+    license_key_enabled: bool
+    metadata: MetadataOut
+    price: dict[str, Any]
+    product_id: str
+    tax_category: str
+    updated_at: datetime
+    description: str | None = None
+    name: str | None = None
+
+
+class ProductListItem(msgspec.Struct):
+    """The SDK's ``ProductListResponse``."""
+
+    business_id: str
+    created_at: datetime
+    entitlements: list[Any]
+    is_recurring: bool
+    metadata: MetadataOut
+    product_id: str
+    tax_category: str
+    updated_at: datetime
+    currency: str | None = None
+    description: str | None = None
+    name: str | None = None
+    price: int | None = None
+    price_detail: dict[str, Any] | None = None
+    tax_inclusive: bool | None = None

@@ -9,12 +9,14 @@ from eventsourcing.persistence import Tracking
 
 from application.follower import DomainEvent
 from application.ledger import customer_view, usage_view
-from application.ports import CustomerView, EventIndex, MeterView, UsageEventView
+from application.ports import CustomerView, EventIndex, MeterView, ProductView, UsageEventView
 from domain.customer import Customer
 from domain.meter import Meter
+from domain.product import Product
 from domain.usage import UsageEvent
 
 MeterAt = Callable[[UUID, int], MeterView]
+ProductAt = Callable[[UUID, int], ProductView]
 
 
 class EventIndexProjection:
@@ -26,9 +28,10 @@ class EventIndexProjection:
 
     name = "event_index"
 
-    def __init__(self, view: EventIndex, meter_at: MeterAt) -> None:
+    def __init__(self, view: EventIndex, meter_at: MeterAt, product_at: ProductAt) -> None:
         self._view = view
         self._meter_at = meter_at
+        self._product_at = product_at
 
     @property
     def view(self) -> EventIndex:
@@ -41,6 +44,7 @@ class EventIndexProjection:
         usage: list[UsageEventView] = []
         customers: list[CustomerView] = []
         meter_versions: dict[UUID, int] = {}
+        product_versions: dict[UUID, int] = {}
         for domain_event in events:
             if isinstance(domain_event, UsageEvent.Recorded):
                 usage.append(usage_view(domain_event))
@@ -48,5 +52,8 @@ class EventIndexProjection:
                 customers.append(customer_view(domain_event))
             elif isinstance(domain_event, Meter.Event):
                 meter_versions[domain_event.originator_id] = domain_event.originator_version
+            elif isinstance(domain_event, Product.Event):
+                product_versions[domain_event.originator_id] = domain_event.originator_version
         meters = [self._meter_at(i, v) for i, v in meter_versions.items()]
-        self._view.record(usage, customers, meters, tracking)
+        products = [self._product_at(i, v) for i, v in product_versions.items()]
+        self._view.record(usage, customers, meters, products, tracking)

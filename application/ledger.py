@@ -19,11 +19,23 @@ from application.errors import (
     DuplicateEventInRequestError,
     NotFoundError,
 )
-from application.ports import CustomerView, MeterView, StoredIdentities, UsageEventView
+from application.ports import (
+    CustomerView,
+    MeterView,
+    ProductView,
+    StoredIdentities,
+    UsageEventView,
+)
 from domain.customer import Customer, check_customer_fields, customer_aggregate_id
 from domain.errors import DomainError
 from domain.metadata import UnreadableMetadata, validate_metadata
 from domain.meter import Meter, MeterSpec, meter_aggregate_id
+from domain.product import (
+    Product,
+    check_product_fields,
+    parse_usage_price,
+    product_aggregate_id,
+)
 from domain.usage import (
     TimeWindow,
     UsageEvent,
@@ -79,6 +91,10 @@ class _Accepted:
 
 class UnknownCustomerError(DomainError):
     code = "unknown_customer"
+
+
+class UnknownMeterError(DomainError):
+    code = "unknown_meter"
 
 
 class Ledger(Application[UUID]):
@@ -229,6 +245,79 @@ class Ledger(Application[UUID]):
         meter.unarchive(now)
         self.save(meter)
         return meter_view(meter)
+
+    # Products
+
+    def create_product(
+        self,
+        business_id: str,
+        *,
+        name: str,
+        description: str | None,
+        tax_category: str,
+        metadata: Mapping[str, object] | None,
+        price: object,
+        now: datetime,
+    ) -> ProductView:
+        """A product with a usage-based price; every meter it prices must exist."""
+        check_product_fields(name, description, tax_category)
+        _, wire = parse_usage_price(price)
+        self._check_meters_exist(business_id, wire)
+        product = Product(
+            business_id=business_id,
+            product_id=f"pdt_{secrets.token_hex(12)}",
+            name=name.strip(),
+            description=description,
+            tax_category=tax_category,
+            metadata=validate_metadata(metadata),
+            price=wire,
+            created_at=now,
+        )
+        self.save(product)
+        return product_view(product)
+
+    def _product(self, business_id: str, product_id: str) -> Product:
+        try:
+            product: Product = self.repository.get(product_aggregate_id(business_id, product_id))
+        except AggregateNotFoundError:
+            raise NotFoundError(f"product {product_id!r} not found") from None
+        return product
+
+    def product(self, business_id: str, product_id: str) -> ProductView:
+        return product_view(self._product(business_id, product_id))
+
+    def product_at(self, aggregate_id: UUID, version: int) -> ProductView:
+        product: Product = self.repository.get(aggregate_id, version=version)
+        return product_view(product)
+
+    def update_product(
+        self, business_id: str, product_id: str, *, changes: Mapping[str, Any], now: datetime
+    ) -> ProductView:
+        """Change the given fields; a new price applies to cycles that begin from now on."""
+        product = self._product(business_id, product_id)
+        metadata = changes.get("metadata", product.metadata)
+        product.update(
+            changes.get("name", product.name),
+            changes.get("description", product.description),
+            changes.get("tax_category", product.tax_category),
+            validate_metadata(metadata),
+            now,
+        )
+        if "price" in changes:
+            _, wire = parse_usage_price(changes["price"])
+            self._check_meters_exist(business_id, wire)
+            product.change_price(wire, now)
+        self.save(product)
+        return product_view(product)
+
+    def _check_meters_exist(self, business_id: str, price: Mapping[str, Any]) -> None:
+        for index, meter in enumerate(price["meters"]):
+            try:
+                self._meter(business_id, meter["meter_id"])
+            except NotFoundError:
+                raise UnknownMeterError(
+                    f"price.meters[{index}].meter_id: meter {meter['meter_id']!r} not found"
+                ) from None
 
     # Usage events
 
@@ -382,4 +471,18 @@ def meter_view(meter: Meter) -> MeterView:
         created_at=meter.created_at,
         updated_at=meter.updated_at,
         archived=meter.is_archived,
+    )
+
+
+def product_view(product: Product) -> ProductView:
+    return ProductView(
+        business_id=product.business_id,
+        product_id=product.product_id,
+        name=product.name,
+        description=product.description,
+        tax_category=product.tax_category,
+        metadata=product.metadata,
+        price=product.price,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
     )

@@ -67,6 +67,26 @@ class MeterView:
 
 
 @dataclass(frozen=True, slots=True)
+class ProductView:
+    business_id: str
+    product_id: str
+    name: str
+    description: str | None
+    tax_category: str
+    metadata: Metadata
+    price: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProductQuery:
+    business_id: str
+    page_number: int = 0
+    page_size: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class MeterQuery:
     business_id: str
     archived: bool = False
@@ -126,12 +146,15 @@ class EventIndex(TrackedView, Protocol):
         events: Sequence[UsageEventView],
         customers: Sequence[CustomerView],
         meters: Sequence[MeterView],
+        products: Sequence[ProductView],
         tracking: Tracking,
     ) -> None: ...
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
 
     def list_meters(self, query: MeterQuery) -> list[MeterView]: ...
+
+    def list_products(self, query: ProductQuery) -> list[ProductView]: ...
 
     def scan_events(
         self,

@@ -78,3 +78,7 @@ class InvoiceMismatchError(DomainError):
     """Invoice inputs do not fit together (a meter without a spec, two different cycles)."""
 
     code = "invoice_mismatch"
+
+
+class InvalidProductError(DomainError):
+    code = "invalid_product"

@@ -187,7 +187,9 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         index.create_table()
         usage.create_table()
     projections: dict[str, Callable[[], BatchProjection]] = {
-        EventIndexProjection.name: lambda: EventIndexProjection(index, ledger.meter_at),
+        EventIndexProjection.name: lambda: EventIndexProjection(
+            index, ledger.meter_at, ledger.product_at
+        ),
         UsageProjection.name: lambda: UsageProjection(usage, log_history(ledger)),
     }
     poll = settings.follower_poll_seconds

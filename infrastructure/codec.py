@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from application.ports import MeterView
+from application.ports import MeterView, ProductView
 from domain.metadata import Metadata
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -61,3 +61,28 @@ def from_micros(micros: int) -> datetime:
     return datetime.fromtimestamp(micros // 1_000_000, tz=UTC).replace(
         microsecond=micros % 1_000_000
     )
+
+
+class _ProductState(msgspec.Struct):
+    business_id: str
+    product_id: str
+    name: str
+    description: str | None
+    tax_category: str
+    metadata: dict[str, Any]
+    price: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+_product_decoder = msgspec.json.Decoder(_ProductState, float_hook=Decimal)
+
+
+def encode_product(product: ProductView) -> str:
+    state = _ProductState(**{f: getattr(product, f) for f in _ProductState.__struct_fields__})
+    return _encoder.encode(state).decode()
+
+
+def decode_product(raw: str | bytes) -> ProductView:
+    state = _product_decoder.decode(raw)
+    return ProductView(**{f: getattr(state, f) for f in _ProductState.__struct_fields__})

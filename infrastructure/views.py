@@ -22,13 +22,17 @@ from application.ports import (
     EventQuery,
     MeterQuery,
     MeterView,
+    ProductQuery,
+    ProductView,
     UsageEventView,
 )
 from infrastructure.codec import (
     decode_metadata,
     decode_meter,
+    decode_product,
     encode_metadata,
     encode_meter,
+    encode_product,
     from_micros,
     to_micros,
 )
@@ -55,6 +59,11 @@ TABLES = (
     "PRIMARY KEY (business_id, meter_id))",
     "CREATE INDEX IF NOT EXISTS event_index_meters_by_time "
     "ON event_index_meters (business_id, archived, created_at)",
+    "CREATE TABLE IF NOT EXISTS event_index_products ("
+    "business_id TEXT NOT NULL, product_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (business_id, product_id))",
+    "CREATE INDEX IF NOT EXISTS event_index_products_by_time "
+    "ON event_index_products (business_id, created_at)",
 )
 INSERT_USAGE = (
     "INSERT INTO event_index_usage "
@@ -65,6 +74,11 @@ UPSERT_METER = (
     "INSERT INTO event_index_meters (business_id, meter_id, archived, created_at, state) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_id, meter_id) DO UPDATE SET "
     "archived = excluded.archived, state = excluded.state"
+)
+UPSERT_PRODUCT = (
+    "INSERT INTO event_index_products (business_id, product_id, created_at, state) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (business_id, product_id) DO UPDATE SET "
+    "state = excluded.state"
 )
 INSERT_CUSTOMER = (
     "INSERT INTO event_index_customers "
@@ -78,6 +92,7 @@ DROP = (
     "DROP TABLE IF EXISTS event_index_usage",
     "DROP TABLE IF EXISTS event_index_customers",
     "DROP TABLE IF EXISTS event_index_meters",
+    "DROP TABLE IF EXISTS event_index_products",
 )
 
 
@@ -104,6 +119,7 @@ class EventIndexSQL:
         events: Sequence[UsageEventView],
         customers: Sequence[CustomerView],
         meters: Sequence[MeterView],
+        products: Sequence[ProductView],
         tracking: Tracking,
     ) -> None:
         usage_rows = [
@@ -141,6 +157,14 @@ class EventIndexSQL:
                 curs.executemany(self._q(INSERT_CUSTOMER), customer_rows)
             if meter_rows:
                 curs.executemany(self._q(UPSERT_METER), meter_rows)
+            if products:
+                curs.executemany(
+                    self._q(UPSERT_PRODUCT),
+                    [
+                        (p.business_id, p.product_id, to_micros(p.created_at), encode_product(p))
+                        for p in products
+                    ],
+                )
             self._insert_tracking(curs, tracking)
 
     def list_meters(self, query: MeterQuery) -> list[MeterView]:
@@ -181,6 +205,18 @@ class EventIndexSQL:
             )
             for row in self._fetch(statement, params)
         ]
+
+    def list_products(self, query: ProductQuery) -> list[ProductView]:
+        statement = (
+            "SELECT state FROM event_index_products WHERE business_id = ? "
+            "ORDER BY created_at DESC, product_id DESC LIMIT ? OFFSET ?"
+        )
+        params: list[object] = [
+            query.business_id,
+            query.page_size,
+            query.page_number * query.page_size,
+        ]
+        return [decode_product(row[0]) for row in self._fetch(statement, params)]
 
     def scan_events(
         self,

@@ -1,0 +1,129 @@
+"""Products with a usage-based price: create, list, retrieve, update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from litestar import Controller, Request, get, patch, post
+from litestar.params import FromPath
+
+from api.routes.common import PageNumber, PageSize, business_of, container_of
+from api.schemas import Page, ProductCreate, ProductListItem, ProductRead, decode
+from application.errors import InvalidRequestError
+from application.ports import ProductQuery, ProductView
+from infrastructure.keys import Principal
+
+UPDATABLE = frozenset({"name", "description", "tax_category", "metadata", "price"})
+
+
+def wire_price(view: ProductView) -> dict[str, Any]:
+    return {**view.price, "discount": 0, "purchasing_power_parity": False}
+
+
+def product_read(view: ProductView) -> ProductRead:
+    return ProductRead(
+        brand_id=view.business_id,
+        business_id=view.business_id,
+        created_at=view.created_at,
+        credit_entitlements=[],
+        entitlements=[],
+        is_recurring=True,
+        license_key_enabled=False,
+        metadata=view.metadata,
+        price=wire_price(view),
+        product_id=view.product_id,
+        tax_category=view.tax_category,
+        updated_at=view.updated_at,
+        description=view.description,
+        name=view.name,
+    )
+
+
+def product_item(view: ProductView) -> ProductListItem:
+    return ProductListItem(
+        business_id=view.business_id,
+        created_at=view.created_at,
+        entitlements=[],
+        is_recurring=True,
+        metadata=view.metadata,
+        product_id=view.product_id,
+        tax_category=view.tax_category,
+        updated_at=view.updated_at,
+        currency=view.price["currency"],
+        description=view.description,
+        name=view.name,
+        price=view.price["fixed_price"],
+        price_detail=wire_price(view),
+        tax_inclusive=view.price.get("tax_inclusive", False),
+    )
+
+
+class ProductController(Controller):
+    path = "/products"
+    tags = ["products"]  # noqa: RUF012
+
+    @post("/", status_code=200, summary="Create a product with a usage-based price")
+    async def create(self, request: Request[Principal, Any, Any]) -> ProductRead:
+        data = decode(await request.body(), ProductCreate)
+        if data.credit_entitlements:
+            raise InvalidRequestError(
+                "credit_entitlements are not supported yet", path="$.credit_entitlements"
+            )
+        container = container_of(request)
+        view = await anyio.to_thread.run_sync(
+            lambda: container.ledger.create_product(
+                business_of(request),
+                name=data.name,
+                description=data.description,
+                tax_category=data.tax_category,
+                metadata=data.metadata,
+                price=data.price,
+                now=container.clock(),
+            )
+        )
+        return product_read(view)
+
+    @get("/{product_id:str}", summary="Retrieve a product", sync_to_thread=True)
+    def retrieve(
+        self, request: Request[Principal, Any, Any], product_id: FromPath[str]
+    ) -> ProductRead:
+        return product_read(container_of(request).ledger.product(business_of(request), product_id))
+
+    @patch(
+        "/{product_id:str}",
+        summary="Update a product; a new price applies from the next cycle",
+    )
+    async def update(
+        self, request: Request[Principal, Any, Any], product_id: FromPath[str]
+    ) -> ProductRead:
+        changes = decode(await request.body(), dict[str, Any])
+        unknown = sorted(changes.keys() - UPDATABLE)
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown field {unknown[0]!r}; a product update may set: "
+                + ", ".join(sorted(UPDATABLE)),
+                path=f"$.{unknown[0]}",
+            )
+        for required in ("name", "tax_category", "price"):
+            if required in changes and changes[required] is None:
+                raise InvalidRequestError(f"{required} cannot be null", path=f"$.{required}")
+        container = container_of(request)
+        view = await anyio.to_thread.run_sync(
+            lambda: container.ledger.update_product(
+                business_of(request), product_id, changes=changes, now=container.clock()
+            )
+        )
+        return product_read(view)
+
+    @get("/", summary="List products, newest first", sync_to_thread=True)
+    def list_products(
+        self,
+        request: Request[Principal, Any, Any],
+        page_number: PageNumber = 0,
+        page_size: PageSize = 10,
+    ) -> Page[ProductListItem]:
+        container = container_of(request)
+        query = ProductQuery(business_of(request), page_number, page_size)
+        container.wait_for_reads()
+        return Page(items=[product_item(v) for v in container.event_index.list_products(query)])

@@ -1,0 +1,289 @@
+"""A product: what a customer subscribes to, and its usage-based price over time.
+
+The price is the wire's ``usage_based_price`` (see ``domain.pricing``). A
+product remembers every price it has had and since when: a cycle is billed at
+the price in force at the cycle's start (``price_at``), so a change applies
+from the next cycle and never rewrites one that has begun.
+
+Only usage-based prices are accepted; a discount is refused rather than
+silently ignored (this ledger does not apply discounts yet). Fields the wire
+documents as shown in responses only (a meter's ``name``, ``description``,
+``measurement_unit``) are ignored on input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.cycles import Interval
+from domain.errors import InvalidPriceError, InvalidProductError
+from domain.metadata import Metadata
+from domain.pricing import MeterPrice, UsagePrice
+from domain.text import is_storable
+
+PRODUCT_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/product")
+TAX_CATEGORIES = ("digital_products", "saas", "e_book", "edtech")
+MAX_NAME_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 2000
+MAX_SUBSCRIPTION_YEARS = 20
+_PRICE_FIELDS = frozenset(
+    {
+        "type",
+        "currency",
+        "fixed_price",
+        "payment_frequency_count",
+        "payment_frequency_interval",
+        "subscription_period_count",
+        "subscription_period_interval",
+        "meters",
+        "discount",
+        "discount_bps",
+        "purchasing_power_parity",
+        "tax_inclusive",
+    }
+)
+_METER_FIELDS = frozenset(
+    {
+        "meter_id",
+        "price_per_unit",
+        "free_threshold",
+        "credit_entitlement_id",
+        "meter_units_per_credit",
+        "name",
+        "description",
+        "measurement_unit",
+    }
+)
+
+
+def product_aggregate_id(business_id: str, product_id: str) -> UUID:
+    return uuid5(PRODUCT_NAMESPACE, f"{business_id}\x1f{product_id}")
+
+
+def parse_usage_price(raw: object) -> tuple[UsagePrice, dict[str, Any]]:
+    """The price and its canonical wire form; ``InvalidPriceError`` naming the field."""
+    fields = _object(raw, "price", _PRICE_FIELDS)
+    if fields.get("type") != "usage_based_price":
+        raise InvalidPriceError(
+            f"price.type: only usage_based_price is supported, not {fields.get('type')!r}"
+        )
+    for discount in ("discount", "discount_bps"):
+        if fields.get(discount) not in (None, 0):
+            raise InvalidPriceError(f"price.{discount}: discounts are not supported")
+    currency = fields.get("currency")
+    if not isinstance(currency, str):
+        raise InvalidPriceError("price.currency: an ISO 4217 code is required")
+    interval = _interval(fields.get("payment_frequency_interval"), "payment_frequency_interval")
+    period_interval = _interval(
+        fields.get("subscription_period_interval", "Year"), "subscription_period_interval"
+    )
+    period_count = _integer(
+        fields.get("subscription_period_count", MAX_SUBSCRIPTION_YEARS), "subscription_period_count"
+    )
+    if period_count < 1:
+        raise InvalidPriceError("price.subscription_period_count: must be at least 1")
+    meters_raw = fields.get("meters") or []
+    if not isinstance(meters_raw, list):
+        raise InvalidPriceError("price.meters: must be a list")
+    meters: list[MeterPrice] = []
+    wire_meters: list[dict[str, Any]] = []
+    for index, item in enumerate(meters_raw):
+        meter = _object(item, f"price.meters[{index}]", _METER_FIELDS)
+        meter_id = meter.get("meter_id")
+        if not isinstance(meter_id, str) or not is_storable(meter_id):
+            raise InvalidPriceError(f"price.meters[{index}].meter_id: a meter id is required")
+        if meter.get("credit_entitlement_id") is not None:
+            raise InvalidPriceError(
+                f"price.meters[{index}].credit_entitlement_id: credit entitlements are not "
+                "supported yet"
+            )
+        try:
+            priced = MeterPrice.parse(
+                meter_id, meter.get("price_per_unit"), meter.get("free_threshold")
+            )
+        except InvalidPriceError as error:
+            raise InvalidPriceError(f"price.meters[{index}]: {error.message}") from None
+        meters.append(priced)
+        wire_meters.append(
+            {
+                "meter_id": priced.meter_id,
+                "price_per_unit": format(priced.price_per_unit, "f"),
+                "free_threshold": priced.free_threshold,
+            }
+        )
+    try:
+        price = UsagePrice.of(
+            currency,
+            _integer(fields.get("fixed_price"), "fixed_price"),
+            interval,
+            _integer(fields.get("payment_frequency_count"), "payment_frequency_count"),
+            meters,
+        )
+    except InvalidPriceError as error:
+        raise InvalidPriceError(f"price.{error.message}") from None
+    wire = {
+        "type": "usage_based_price",
+        "currency": price.currency,
+        "fixed_price": price.fixed_price,
+        "payment_frequency_count": price.frequency.count,
+        "payment_frequency_interval": price.frequency.interval.value,
+        "subscription_period_count": period_count,
+        "subscription_period_interval": period_interval.value,
+        "tax_inclusive": bool(fields.get("tax_inclusive") or False),
+        "meters": wire_meters,
+    }
+    return price, wire
+
+
+def usage_price_of(wire: Mapping[str, Any]) -> UsagePrice:
+    """The price from its stored canonical wire form."""
+    return parse_usage_price(dict(wire))[0]
+
+
+def check_product_fields(name: object, description: object, tax_category: object) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise InvalidProductError(f"name must be 1 to {MAX_NAME_LENGTH} characters, not blank")
+    if description is not None and (
+        not isinstance(description, str) or len(description) > MAX_DESCRIPTION_LENGTH
+    ):
+        raise InvalidProductError(
+            f"description must be a string of at most {MAX_DESCRIPTION_LENGTH} characters"
+        )
+    for field, value in (("name", name), ("description", description)):
+        if isinstance(value, str) and not is_storable(value):
+            raise InvalidProductError(f"{field} must not contain the NUL character (U+0000)")
+    if tax_category not in TAX_CATEGORIES:
+        raise InvalidProductError(f"tax_category must be one of: {', '.join(TAX_CATEGORIES)}")
+
+
+class Product(Aggregate):
+    """A business's product. Its price changes are kept with the moment they began."""
+
+    class Created(Aggregate.Created):
+        business_id: str
+        product_id: str
+        name: str
+        description: str | None
+        tax_category: str
+        metadata: Metadata
+        price: dict[str, Any]
+        created_at: datetime
+
+    class Updated(Aggregate.Event):
+        name: str
+        description: str | None
+        tax_category: str
+        metadata: Metadata
+        updated_at: datetime
+
+    class PriceChanged(Aggregate.Event):
+        price: dict[str, Any]
+        changed_at: datetime
+
+    @event(Created)
+    def __init__(
+        self,
+        business_id: str,
+        product_id: str,
+        name: str,
+        description: str | None,
+        tax_category: str,
+        metadata: Metadata,
+        price: dict[str, Any],
+        created_at: datetime,
+    ) -> None:
+        self.business_id = business_id
+        self.product_id = product_id
+        self.name = name
+        self.description = description
+        self.tax_category = tax_category
+        self.metadata = metadata
+        self.price = price
+        self.prices: list[tuple[datetime, dict[str, Any]]] = [(created_at, price)]
+        self.created_at = created_at
+        self.updated_at = created_at
+
+    @staticmethod
+    def create_id(business_id: str, product_id: str) -> UUID:
+        return product_aggregate_id(business_id, product_id)
+
+    def price_at(self, moment: datetime) -> UsagePrice:
+        """The price in force at ``moment``: the last one set at or before it.
+
+        A moment before the product existed gets its first price.
+        """
+        current = self.prices[0][1]
+        for since, price in self.prices:
+            if since <= moment:
+                current = price
+        return usage_price_of(current)
+
+    def update(
+        self,
+        name: str,
+        description: str | None,
+        tax_category: str,
+        metadata: Metadata,
+        at: datetime,
+    ) -> None:
+        check_product_fields(name, description, tax_category)
+        if (name, description, tax_category, metadata) != (
+            self.name,
+            self.description,
+            self.tax_category,
+            self.metadata,
+        ):
+            self._on_updated(name, description, tax_category, metadata, at)
+
+    def change_price(self, price: dict[str, Any], at: datetime) -> None:
+        """A new price from ``at`` on: cycles that began before keep the old one."""
+        if price != self.price:
+            self._on_price_changed(price, at)
+
+    @event(Updated)
+    def _on_updated(
+        self,
+        name: str,
+        description: str | None,
+        tax_category: str,
+        metadata: Metadata,
+        updated_at: datetime,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.tax_category = tax_category
+        self.metadata = metadata
+        self.updated_at = updated_at
+
+    @event(PriceChanged)
+    def _on_price_changed(self, price: dict[str, Any], changed_at: datetime) -> None:
+        self.price = price
+        self.prices = [*self.prices, (changed_at, price)]
+        self.updated_at = changed_at
+
+
+def _object(raw: object, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise InvalidPriceError(f"{path}: must be an object")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise InvalidPriceError(f"{path}: unknown field {unknown[0]!r}")
+    return raw
+
+
+def _interval(raw: object, field: str) -> Interval:
+    try:
+        return Interval.parse(raw)
+    except Exception as error:  # noqa: BLE001 - re-raised with the field's path
+        raise InvalidPriceError(f"price.{field}: {error}") from None
+
+
+def _integer(raw: object, field: str) -> int:
+    if type(raw) is not int:
+        raise InvalidPriceError(f"price.{field}: must be an integer")
+    return raw
