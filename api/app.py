@@ -20,6 +20,7 @@ from api.routes.events import EventController
 from api.routes.health import health
 from api.routes.meters import MeterController
 from api.routes.products import ProductController
+from api.routes.subscriptions import SubscriptionController
 from infrastructure.bootstrap import Container
 
 
@@ -49,6 +50,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             EventController,
             MeterController,
             ProductController,
+            SubscriptionController,
         ],
         middleware=[
             RequestLogMiddleware,

@@ -276,7 +276,7 @@ class Ledger(Application[UUID]):
         self.save(product)
         return product_view(product)
 
-    def _product(self, business_id: str, product_id: str) -> Product:
+    def load_product(self, business_id: str, product_id: str) -> Product:
         try:
             product: Product = self.repository.get(product_aggregate_id(business_id, product_id))
         except AggregateNotFoundError:
@@ -284,7 +284,7 @@ class Ledger(Application[UUID]):
         return product
 
     def product(self, business_id: str, product_id: str) -> ProductView:
-        return product_view(self._product(business_id, product_id))
+        return product_view(self.load_product(business_id, product_id))
 
     def product_at(self, aggregate_id: UUID, version: int) -> ProductView:
         product: Product = self.repository.get(aggregate_id, version=version)
@@ -294,7 +294,7 @@ class Ledger(Application[UUID]):
         self, business_id: str, product_id: str, *, changes: Mapping[str, Any], now: datetime
     ) -> ProductView:
         """Change the given fields; a new price applies to cycles that begin from now on."""
-        product = self._product(business_id, product_id)
+        product = self.load_product(business_id, product_id)
         metadata = changes.get("metadata", product.metadata)
         product.update(
             changes.get("name", product.name),

@@ -82,3 +82,7 @@ class InvoiceMismatchError(DomainError):
 
 class InvalidProductError(DomainError):
     code = "invalid_product"
+
+
+class InvalidSubscriptionError(DomainError):
+    code = "invalid_subscription"

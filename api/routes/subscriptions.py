@@ -1,0 +1,272 @@
+"""Subscriptions: create (with an optional past start), retrieve, cancel at period end,
+and the open cycle's invoice preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import msgspec
+from litestar import Controller, Request, get, patch, post
+from litestar.params import FromPath
+
+from api.response import ExactJSONResponse
+from api.routes.common import business_of, container_of, moment
+from api.schemas import decode
+from application.billing import invoice_document, invoice_preview
+from application.errors import InvalidRequestError
+from application.subscriptions import (
+    SubscriptionView,
+    create_subscription,
+    set_cancel_at_period_end,
+    subscription,
+)
+from infrastructure.bootstrap import Container
+from infrastructure.keys import Principal
+
+# Payment fields of the wire: accepted and kept as sent, not acted on.
+PAYMENT_FIELDS = (
+    "allowed_payment_method_types",
+    "billing_currency",
+    "customer_business_name",
+    "mandate_min_amount_inr_paise",
+    "on_demand",
+    "payment_link",
+    "payment_method_id",
+    "redirect_immediately",
+    "require_phone_number",
+    "return_url",
+    "short_link",
+    "show_saved_payment_methods",
+    "tax_id",
+    "trial_period_days",
+)
+UNSUPPORTED = ("addons", "discount_code", "discount_codes", "one_time_product_cart")
+
+
+class SubscriptionCreate(msgspec.Struct, forbid_unknown_fields=True):
+    billing: dict[str, Any]
+    customer: dict[str, Any]
+    product_id: str
+    quantity: int
+    metadata: dict[str, Any] | None = None
+    start_date: str | None = None  # our extension: a start in the past, for backfills
+    allowed_payment_method_types: Any = None
+    billing_currency: Any = None
+    customer_business_name: Any = None
+    mandate_min_amount_inr_paise: Any = None
+    on_demand: Any = None
+    payment_link: Any = None
+    payment_method_id: Any = None
+    redirect_immediately: Any = None
+    require_phone_number: Any = None
+    return_url: Any = None
+    short_link: Any = None
+    show_saved_payment_methods: Any = None
+    tax_id: Any = None
+    trial_period_days: Any = None
+    addons: Any = None
+    discount_code: Any = None
+    discount_codes: Any = None
+    one_time_product_cart: Any = None
+
+
+def _customer_of(container: Container, business: str, given: dict[str, Any]) -> str:
+    """An existing customer by id, or a new one from email and name (as the wire allows)."""
+    if "customer_id" in given:
+        if set(given) != {"customer_id"} or not isinstance(given["customer_id"], str):
+            raise InvalidRequestError(
+                "customer: give {customer_id} or {email, name?, phone_number?}",
+                path="$.customer",
+            )
+        customer_id: str = given["customer_id"]
+        return customer_id
+    if not isinstance(given.get("email"), str) or not set(given) <= {
+        "email",
+        "name",
+        "phone_number",
+    }:
+        raise InvalidRequestError(
+            "customer: give {customer_id} or {email, name?, phone_number?}", path="$.customer"
+        )
+    email: str = given["email"]
+    view = container.ledger.register_customer(
+        business,
+        email=email,
+        name=given.get("name") or email.partition("@")[0],
+        phone_number=given.get("phone_number"),
+        metadata=None,
+        now=container.clock(),
+    )
+    return view.customer_id
+
+
+def subscription_read(container: Container, view: SubscriptionView) -> dict[str, Any]:
+    """The SDK's ``Subscription`` shape (what this ledger does not do is empty or false)."""
+    customer = container.ledger.customer(view.business_id, view.customer_id)
+    product = container.ledger.product(view.business_id, view.product_id)
+    price = product.price
+    return {
+        "addons": [],
+        "billing": view.billing,
+        "brand_id": view.business_id,
+        "cancel_at_next_billing_date": view.cancel_at_next_billing_date,
+        "created_at": view.created_at,
+        "credit_entitlement_cart": [],
+        "currency": price["currency"],
+        "customer": {
+            "customer_id": customer.customer_id,
+            "email": customer.email,
+            "name": customer.name,
+            "phone_number": customer.phone_number,
+            "metadata": customer.metadata,
+        },
+        "has_payment_method": view.payment.get("payment_method_id") is not None,
+        "metadata": view.metadata,
+        "meter_credit_entitlement_cart": [],
+        "meters": [
+            {
+                "currency": price["currency"],
+                "free_threshold": m["free_threshold"],
+                "measurement_unit": "",
+                "meter_id": m["meter_id"],
+                "name": m["meter_id"],
+                "price_per_unit": m["price_per_unit"],
+            }
+            for m in price["meters"]
+        ],
+        "next_billing_date": view.next_billing_date,
+        "on_demand": False,
+        "payment_frequency_count": view.interval_count,
+        "payment_frequency_interval": view.interval,
+        "previous_billing_date": view.previous_billing_date,
+        "product_id": view.product_id,
+        "quantity": view.quantity,
+        "recurring_pre_tax_amount": price["fixed_price"] * view.quantity,
+        "status": view.status,
+        "subscription_id": view.subscription_id,
+        "subscription_period_count": price["subscription_period_count"],
+        "subscription_period_interval": price["subscription_period_interval"],
+        "tax_inclusive": price.get("tax_inclusive", False),
+        "trial_period_days": 0,
+        "cancelled_at": view.cancelled_at,
+        "cancellation_comment": None,
+        "started_at": view.started_at,  # our extension
+    }
+
+
+class SubscriptionController(Controller):
+    path = "/subscriptions"
+    tags = ["subscriptions"]  # noqa: RUF012
+
+    @post("/", status_code=200, summary="Subscribe a customer to a product")
+    async def create(self, request: Request[Principal, Any, Any]) -> ExactJSONResponse:
+        data = decode(await request.body(), SubscriptionCreate)
+        for name in UNSUPPORTED:
+            if getattr(data, name):
+                raise InvalidRequestError(f"{name} is not supported", path=f"$.{name}")
+        if not isinstance(data.billing.get("country"), str):
+            raise InvalidRequestError("billing.country is required", path="$.billing.country")
+        container = container_of(request)
+        business = business_of(request)
+        start = moment(data.start_date)
+        payment = {n: getattr(data, n) for n in PAYMENT_FIELDS if getattr(data, n) is not None}
+
+        def create() -> dict[str, Any]:
+            customer_id = _customer_of(container, business, data.customer)
+            view = create_subscription(
+                container.ledger,
+                business,
+                customer_id=customer_id,
+                product_id=data.product_id,
+                quantity=data.quantity,
+                billing=data.billing,
+                metadata=data.metadata,
+                payment=payment,
+                start_date=start,
+                now=container.clock(),
+            )
+            full = subscription_read(container, view)
+            return {
+                "addons": [],
+                "customer": full["customer"],
+                "metadata": view.metadata,
+                "payment_id": "",
+                "payment_method_required": False,
+                "product_id": view.product_id,
+                "quantity": view.quantity,
+                "recurring_pre_tax_amount": full["recurring_pre_tax_amount"],
+                "subscription_id": view.subscription_id,
+                "expires_on": None,
+            }
+
+        return ExactJSONResponse(await anyio.to_thread.run_sync(create))
+
+    @get("/{subscription_id:str}", summary="Retrieve a subscription", sync_to_thread=True)
+    def retrieve(
+        self, request: Request[Principal, Any, Any], subscription_id: FromPath[str]
+    ) -> ExactJSONResponse:
+        container = container_of(request)
+        view = subscription(
+            container.ledger, business_of(request), subscription_id, container.clock()
+        )
+        return ExactJSONResponse(subscription_read(container, view))
+
+    @patch("/{subscription_id:str}", summary="Cancel at period end, or withdraw that")
+    async def update(
+        self, request: Request[Principal, Any, Any], subscription_id: FromPath[str]
+    ) -> ExactJSONResponse:
+        changes = decode(await request.body(), dict[str, Any])
+        allowed = {"cancel_at_next_billing_date", "cancellation_comment"}
+        unknown = sorted(changes.keys() - allowed)
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown or unsupported field {unknown[0]!r}; a subscription update may set: "
+                + ", ".join(sorted(allowed)),
+                path=f"$.{unknown[0]}",
+            )
+        cancel = changes.get("cancel_at_next_billing_date")
+        comment = changes.get("cancellation_comment")
+        if not isinstance(cancel, bool):
+            raise InvalidRequestError(
+                "cancel_at_next_billing_date (true or false) is required",
+                path="$.cancel_at_next_billing_date",
+            )
+        if comment is not None and not isinstance(comment, str):
+            raise InvalidRequestError("cancellation_comment must be a string", path="$.comment")
+        container = container_of(request)
+        business = business_of(request)
+
+        def change() -> dict[str, Any]:
+            view = set_cancel_at_period_end(
+                container.ledger,
+                business,
+                subscription_id,
+                cancel=cancel,
+                comment=comment,
+                now=container.clock(),
+            )
+            return subscription_read(container, view)
+
+        return ExactJSONResponse(await anyio.to_thread.run_sync(change))
+
+    @get(
+        "/{subscription_id:str}/invoice-preview",
+        summary="The open cycle's invoice so far (our extension)",
+        sync_to_thread=True,
+    )
+    def invoice_preview(
+        self, request: Request[Principal, Any, Any], subscription_id: FromPath[str]
+    ) -> ExactJSONResponse:
+        container = container_of(request)
+        container.wait_for_reads()
+        cut = container.follower.position
+        found, invoice = invoice_preview(
+            container.ledger,
+            container.event_index,
+            business_of(request),
+            subscription_id,
+            now=container.clock(),
+            cut=cut,
+        )
+        return ExactJSONResponse(invoice_document(found, invoice))

@@ -1,0 +1,143 @@
+"""A subscription: a customer billed for a product, cycle after cycle.
+
+Cycles are anchored at the subscription's start and follow the billing
+frequency the product's price had at that moment (``domain.cycles``: month ends
+as billing systems do them). The frequency is kept on the subscription, so a
+later price change alters what a cycle costs, never where cycles fall.
+
+Cancellation is at period end: the cycle in which it is asked for is the last
+one; until that cycle ends it can be withdrawn. Payment fields (billing
+address, payment method...) are kept as they were sent; collecting money is
+not this ledger's job.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.cycles import Cycle, Interval, cycle, cycle_at
+from domain.errors import InvalidSubscriptionError
+from domain.metadata import Metadata
+
+SUBSCRIPTION_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/subscription")
+MAX_QUANTITY = 1_000_000
+
+
+def subscription_aggregate_id(business_id: str, subscription_id: str) -> UUID:
+    return uuid5(SUBSCRIPTION_NAMESPACE, f"{business_id}\x1f{subscription_id}")
+
+
+def check_quantity(quantity: object) -> int:
+    if type(quantity) is not int or not 1 <= quantity <= MAX_QUANTITY:
+        raise InvalidSubscriptionError(f"quantity must be an integer from 1 to {MAX_QUANTITY:,}")
+    return quantity
+
+
+class Subscription(Aggregate):
+    """A customer's subscription to a product; its cycles follow from its start."""
+
+    class Created(Aggregate.Created):
+        business_id: str
+        subscription_id: str
+        customer_id: str
+        product_id: str
+        quantity: int
+        interval: str
+        interval_count: int
+        started_at: datetime
+        billing: dict[str, Any]
+        metadata: Metadata
+        payment: dict[str, Any]
+        created_at: datetime
+
+    class CancellationScheduled(Aggregate.Event):
+        requested_at: datetime
+        comment: str | None
+
+    class CancellationWithdrawn(Aggregate.Event):
+        withdrawn_at: datetime
+
+    @event(Created)
+    def __init__(
+        self,
+        business_id: str,
+        subscription_id: str,
+        customer_id: str,
+        product_id: str,
+        quantity: int,
+        interval: str,
+        interval_count: int,
+        started_at: datetime,
+        billing: dict[str, Any],
+        metadata: Metadata,
+        payment: dict[str, Any],
+        created_at: datetime,
+    ) -> None:
+        self.business_id = business_id
+        self.subscription_id = subscription_id
+        self.customer_id = customer_id
+        self.product_id = product_id
+        self.quantity = quantity
+        self.interval = interval
+        self.interval_count = interval_count
+        self.started_at = started_at
+        self.billing = billing
+        self.metadata = metadata
+        self.payment = payment
+        self.created_at = created_at
+        self.cancel_requested_at: datetime | None = None
+        self.cancellation_comment: str | None = None
+
+    @staticmethod
+    def create_id(business_id: str, subscription_id: str) -> UUID:
+        return subscription_aggregate_id(business_id, subscription_id)
+
+    def cycle(self, index: int) -> Cycle:
+        return cycle(self.started_at, Interval(self.interval), self.interval_count, index)
+
+    def cycle_at(self, moment: datetime) -> Cycle:
+        """The cycle holding ``moment`` (the first one for a moment before the start)."""
+        if moment < self.started_at:
+            return self.cycle(0)
+        return cycle_at(self.started_at, Interval(self.interval), self.interval_count, moment)
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the subscription ends: the end of the cycle cancellation was asked in."""
+        if self.cancel_requested_at is None:
+            return None
+        return self.cycle_at(self.cancel_requested_at).end
+
+    def status(self, now: datetime) -> str:
+        ends_at = self.ends_at
+        return "cancelled" if ends_at is not None and now >= ends_at else "active"
+
+    def cancel_at_period_end(self, comment: str | None, at: datetime) -> None:
+        ends_at = self.ends_at
+        if ends_at is not None and at >= ends_at:
+            raise InvalidSubscriptionError("the subscription has already ended")
+        if self.cancel_requested_at is None:
+            self._on_cancellation_scheduled(at, comment)
+
+    def withdraw_cancellation(self, at: datetime) -> None:
+        ends_at = self.ends_at
+        if ends_at is None:
+            return
+        if at >= ends_at:
+            raise InvalidSubscriptionError("the subscription has already ended")
+        self._on_cancellation_withdrawn(at)
+
+    @event(CancellationScheduled)
+    def _on_cancellation_scheduled(self, requested_at: datetime, comment: str | None) -> None:
+        self.cancel_requested_at = requested_at
+        self.cancellation_comment = comment
+
+    @event(CancellationWithdrawn)
+    def _on_cancellation_withdrawn(self, withdrawn_at: datetime) -> None:
+        del withdrawn_at
+        self.cancel_requested_at = None
+        self.cancellation_comment = None
