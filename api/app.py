@@ -18,6 +18,7 @@ from api.response import ExactJSONResponse
 from api.routes.customers import CustomerController
 from api.routes.events import EventController
 from api.routes.health import health
+from api.routes.invoices import InvoiceController
 from api.routes.meters import MeterController
 from api.routes.products import ProductController
 from api.routes.subscriptions import SubscriptionController
@@ -38,6 +39,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if follow:
             container.start_projections()
+            container.start_billing()
         try:
             yield
         finally:
@@ -51,6 +53,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             MeterController,
             ProductController,
             SubscriptionController,
+            InvoiceController,
         ],
         middleware=[
             RequestLogMiddleware,

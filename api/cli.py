@@ -97,6 +97,7 @@ def _projections_run(_: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     container.start_projections()
+    container.start_billing()
     log.info("projections_running", position=container.projection_position)
     try:
         stopping.wait()
@@ -189,6 +190,24 @@ class ProgressBar:
             self.stream.write("\n")
 
 
+def _billing_close(_: argparse.Namespace) -> int:
+    """Finalize every due cycle (for deployments that prefer cron); safe to repeat."""
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    container = build(settings)
+    try:
+        closed = container.close_cycles(catch_up=True)
+    finally:
+        container.close()
+    for record in closed:
+        sys.stdout.write(
+            f"{record.invoice_id}  {record.subscription_id}  cycle {record.cycle_index}  "
+            f"{record.total_minor} {record.currency} (minor units)  sha256 {record.sha256}\n"
+        )
+    sys.stderr.write(f"finalized {len(closed)} invoice(s)\n")
+    return 0
+
+
 def _keys_create(args: argparse.Namespace) -> int:
     container = build(_settings())
     try:
@@ -241,6 +260,13 @@ def parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("name", nargs="?", help="event_index or usage (default: all)")
     rebuild.set_defaults(run=_projections_rebuild)
+
+    billing = commands.add_parser("billing", help="invoices")
+    billing_commands = billing.add_subparsers(dest="billing_command", required=True)
+    close = billing_commands.add_parser(
+        "close", help="finalize every cycle that ended LEDGER_INVOICE_GRACE ago or more"
+    )
+    close.set_defaults(run=_billing_close)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from application.errors import NotFoundError
 from application.ledger import Ledger
 from application.ports import EventIndex
 from application.subscriptions import load
 from domain.cycles import Cycle
-from domain.invoice import Invoice, fold_invoice
+from domain.invoice import Adjustment, Invoice, adjustment, fold_invoice
+from domain.invoice_record import InvoiceRecord, invoice_aggregate_id, invoice_id_of
 from domain.meter import UsageRecord
 from domain.subscription import Subscription
 
 
 def invoice_of(
-    ledger: Ledger, index: EventIndex, subscription: Subscription, cycle: Cycle, cut: int
+    ledger: Ledger,
+    index: EventIndex,
+    subscription: Subscription,
+    cycle: Cycle,
+    cut: int,
+    *,
+    up_to: int | None = None,
+    adjustments: Sequence[Adjustment] = (),
 ) -> Invoice:
     """The invoice of one cycle of ``subscription``, from the events the index holds.
 
@@ -36,11 +49,11 @@ def invoice_of(
     def records() -> Iterator[UsageRecord]:
         for name in names:
             for e in index.scan_events(
-                business_id, name, subscription.customer_id, cycle.start, cycle.end
+                business_id, name, subscription.customer_id, cycle.start, cycle.end, up_to
             ):
                 yield (e.timestamp, e.event_id, e.event_name, e.metadata)
 
-    return fold_invoice(cycle, price, specs, records(), cut=cut)
+    return fold_invoice(cycle, price, specs, records(), cut=cut, adjustments=adjustments)
 
 
 def invoice_preview(
@@ -67,3 +80,136 @@ def invoice_document(subscription: Subscription, invoice: Invoice) -> dict[str, 
         "invoice": document,
         "sha256": invoice.sha256,
     }
+
+
+def finalize_cycle(
+    ledger: Ledger,
+    index: EventIndex,
+    subscription: Subscription,
+    cycle_index: int,
+    *,
+    cut: int,
+    now: datetime,
+) -> InvoiceRecord:
+    """The finalized invoice of one cycle, folded at log position ``cut``; idempotent.
+
+    Earlier cycles whose usage changed since they were last folded (late events,
+    voids) are carried as adjustments: fold at ``cut`` minus fold at their last
+    cut. Finalizing again returns the invoice already recorded, unchanged.
+    """
+    business_id = subscription.business_id
+    invoice_id = invoice_id_of(business_id, subscription.subscription_id, cycle_index)
+    existing = _record(ledger, business_id, invoice_id)
+    if existing is not None:
+        return existing
+    last_cut: dict[int, int] = {}
+    for earlier in range(cycle_index):
+        record = _record(
+            ledger, business_id, invoice_id_of(business_id, subscription.subscription_id, earlier)
+        )
+        if record is None:
+            continue
+        last_cut[earlier] = max(last_cut.get(earlier, 0), record.cut)
+        for adjusted_index, adjusted_cut in record.adjusted.items():
+            key = int(adjusted_index)
+            last_cut[key] = max(last_cut.get(key, 0), adjusted_cut)
+    adjustments: list[Adjustment] = []
+    adjusted: dict[str, int] = {}
+    for earlier, old_cut in sorted(last_cut.items()):
+        if old_cut >= cut:
+            continue
+        past = subscription.cycle(earlier)
+        old = invoice_of(ledger, index, subscription, past, old_cut, up_to=old_cut)
+        new = invoice_of(ledger, index, subscription, past, cut, up_to=cut)
+        change = adjustment(old, new)
+        if not change.is_zero:
+            adjustments.append(change)
+            adjusted[str(earlier)] = cut
+    cycle = subscription.cycle(cycle_index)
+    invoice = invoice_of(
+        ledger, index, subscription, cycle, cut, up_to=cut, adjustments=adjustments
+    )
+    for line in invoice.lines:  # billed: what these meters measure may no longer change
+        ledger.lock_meter(business_id, line.meter_id, f"invoice {invoice_id}", now)
+    record = InvoiceRecord(
+        business_id=business_id,
+        invoice_id=invoice_id,
+        subscription_id=subscription.subscription_id,
+        customer_id=subscription.customer_id,
+        cycle_index=cycle_index,
+        cycle_start=cycle.start,
+        cycle_end=cycle.end,
+        cut=cut,
+        currency=invoice.currency,
+        total_minor=invoice.total_minor,
+        document=invoice.canonical_bytes().decode("ascii"),
+        sha256=invoice.sha256,
+        adjusted=adjusted,
+        finalized_at=now,
+    )
+    try:
+        ledger.save(record)
+    except IntegrityError:  # another finalizer was first: its record stands
+        found = _record(ledger, business_id, invoice_id)
+        assert found is not None
+        return found
+    return record
+
+
+def due_cycles(subscription: Subscription, now: datetime, grace: timedelta) -> Iterator[int]:
+    """Indexes of the cycles that ended at least ``grace`` ago (up to a cancellation)."""
+    ends_at = subscription.ends_at
+    index = 0
+    while True:
+        cycle = subscription.cycle(index)
+        if cycle.end + grace > now or (ends_at is not None and cycle.start >= ends_at):
+            return
+        yield index
+        index += 1
+
+
+def finalize_due(
+    ledger: Ledger, index: EventIndex, *, now: datetime, grace: timedelta, cut: int
+) -> list[InvoiceRecord]:
+    """Finalize every cycle of every subscription that is due; return those finalized now."""
+    finalized: list[InvoiceRecord] = []
+    for business_id, subscription_id in all_subscriptions(ledger):
+        subscription = load(ledger, business_id, subscription_id)
+        for cycle_index in due_cycles(subscription, now, grace):
+            invoice_id = invoice_id_of(business_id, subscription_id, cycle_index)
+            if _record(ledger, business_id, invoice_id) is None:
+                finalized.append(
+                    finalize_cycle(ledger, index, subscription, cycle_index, cut=cut, now=now)
+                )
+    return finalized
+
+
+def all_subscriptions(ledger: Ledger) -> list[tuple[str, str]]:
+    """(business, subscription) of every subscription in the log, oldest first."""
+    notifications = ledger.recorder.select_notifications(
+        start=0, limit=2**62, topics=[SUBSCRIPTION_TOPIC], inclusive_of_start=False
+    )
+    found = []
+    for notification in notifications:
+        created = ledger.mapper.to_domain_event(notification)
+        assert isinstance(created, Subscription.Created)
+        found.append((created.business_id, created.subscription_id))
+    return found
+
+
+def invoice_record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord:
+    record = _record(ledger, business_id, invoice_id)
+    if record is None:
+        raise NotFoundError(f"invoice {invoice_id!r} not found")
+    return record
+
+
+def _record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord | None:
+    try:
+        record: InvoiceRecord = ledger.repository.get(invoice_aggregate_id(business_id, invoice_id))
+    except AggregateNotFoundError:
+        return None
+    return record
+
+
+SUBSCRIPTION_TOPIC = get_topic(Subscription.Created)

@@ -9,8 +9,16 @@ from eventsourcing.persistence import Tracking
 
 from application.follower import DomainEvent
 from application.ledger import customer_view, usage_view
-from application.ports import CustomerView, EventIndex, MeterView, ProductView, UsageEventView
+from application.ports import (
+    CustomerView,
+    EventIndex,
+    InvoiceView,
+    MeterView,
+    ProductView,
+    UsageEventView,
+)
 from domain.customer import Customer
+from domain.invoice_record import InvoiceRecord
 from domain.meter import Meter
 from domain.product import Product
 from domain.usage import UsageEvent
@@ -37,23 +45,51 @@ class EventIndexProjection:
     def view(self) -> EventIndex:
         return self._view
 
-    def process(self, events: Sequence[DomainEvent], tracking: Tracking, after: int) -> None:
+    def process(
+        self,
+        events: Sequence[DomainEvent],
+        tracking: Tracking,
+        after: int,
+        positions: Sequence[int] = (),
+    ) -> None:
         # Idempotent rows: a batch applied by two processes writes the same rows,
         # and the library refuses the older tracking position.
         del after
-        usage: list[UsageEventView] = []
+        usage: list[tuple[int, UsageEventView]] = []
+        own = positions or [tracking.notification_id] * len(events)
         customers: list[CustomerView] = []
         meter_versions: dict[UUID, int] = {}
         product_versions: dict[UUID, int] = {}
-        for domain_event in events:
+        invoices: list[InvoiceView] = []
+        for position, domain_event in zip(own, events, strict=True):
             if isinstance(domain_event, UsageEvent.Recorded):
-                usage.append(usage_view(domain_event))
+                usage.append((position, usage_view(domain_event)))
             elif isinstance(domain_event, Customer.Registered):
                 customers.append(customer_view(domain_event))
             elif isinstance(domain_event, Meter.Event):
                 meter_versions[domain_event.originator_id] = domain_event.originator_version
+            elif isinstance(domain_event, InvoiceRecord.Finalized):
+                invoices.append(invoice_view(domain_event))
             elif isinstance(domain_event, Product.Event):
                 product_versions[domain_event.originator_id] = domain_event.originator_version
         meters = [self._meter_at(i, v) for i, v in meter_versions.items()]
         products = [self._product_at(i, v) for i, v in product_versions.items()]
-        self._view.record(usage, customers, meters, products, tracking)
+        self._view.record(usage, customers, meters, products, invoices, tracking)
+
+
+def invoice_view(record: InvoiceRecord | InvoiceRecord.Finalized) -> InvoiceView:
+    return InvoiceView(
+        business_id=record.business_id,
+        invoice_id=record.invoice_id,
+        subscription_id=record.subscription_id,
+        customer_id=record.customer_id,
+        cycle_index=record.cycle_index,
+        cycle_start=record.cycle_start,
+        cycle_end=record.cycle_end,
+        cut=record.cut,
+        currency=record.currency,
+        total_minor=record.total_minor,
+        sha256=record.sha256,
+        document=record.document,
+        finalized_at=record.finalized_at,
+    )

@@ -18,11 +18,14 @@ from uuid import UUID
 import structlog
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from application.ports import PositionMovedError, TrackedView
 
 log = structlog.get_logger(__name__)
+# What a batch meets when another follower applied it first: the projection's own
+# check (usage) or the library's refusal of a tracking position already passed.
+MOVED = (PositionMovedError, IntegrityError)
 
 DomainEvent = DomainEventProtocol[UUID]
 
@@ -33,8 +36,17 @@ class BatchProjection(Protocol):
     @property
     def view(self) -> TrackedView: ...
 
-    def process(self, events: Sequence[DomainEvent], tracking: Tracking, after: int) -> None:
-        """Apply a batch read after log position ``after``; ``tracking`` is its last."""
+    def process(
+        self,
+        events: Sequence[DomainEvent],
+        tracking: Tracking,
+        after: int,
+        positions: Sequence[int] = (),
+    ) -> None:
+        """Apply a batch read after log position ``after``; ``tracking`` is its last.
+
+        ``positions`` are the events' own notification ids, in the same order.
+        """
         ...
 
 
@@ -78,7 +90,18 @@ class LogFollower:
                     break
                 full = len(notifications) == self.batch_size
                 pending = reader.submit(self._read, notifications[-1].id) if full else None
-                self._handle(notifications, after)
+                try:
+                    self._handle(notifications, after)
+                except MOVED:
+                    # Another follower (thread or process) got there first: carry on
+                    # from where the projection is now. If nobody moved it, the
+                    # error is something else.
+                    moved_to = self.position
+                    if moved_to == after:
+                        raise
+                    after = moved_to
+                    pending = reader.submit(self._read, after)
+                    continue
                 after = notifications[-1].id
                 processed += len(notifications)
                 if on_batch is not None:
@@ -94,7 +117,7 @@ class LogFollower:
         to_domain_event = self.app.mapper.to_domain_event
         events = [to_domain_event(n) for n in notifications]
         tracking = Tracking(self.app.name, notifications[-1].id)
-        self.projection.process(events, tracking, after)
+        self.projection.process(events, tracking, after, [n.id for n in notifications])
 
     def _step(self) -> int:
         after = self.position
@@ -114,7 +137,7 @@ class LogFollower:
         while not self._stopping.is_set():
             try:
                 count = self._step()
-            except PositionMovedError as error:
+            except MOVED as error:
                 # Another process advanced this projection: carry on from where it is.
                 log.info("projection_moved", projection=self.projection.name, error=str(error))
                 continue

@@ -80,6 +80,32 @@ class ProductView:
 
 
 @dataclass(frozen=True, slots=True)
+class InvoiceView:
+    business_id: str
+    invoice_id: str
+    subscription_id: str
+    customer_id: str
+    cycle_index: int
+    cycle_start: datetime
+    cycle_end: datetime
+    cut: int
+    currency: str
+    total_minor: int
+    sha256: str
+    document: str
+    finalized_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceQuery:
+    business_id: str
+    customer_id: str | None = None
+    subscription_id: str | None = None
+    page_number: int = 0
+    page_size: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class ProductQuery:
     business_id: str
     page_number: int = 0
@@ -143,10 +169,11 @@ class EventIndex(TrackedView, Protocol):
 
     def record(
         self,
-        events: Sequence[UsageEventView],
+        events: Sequence[tuple[int, UsageEventView]],
         customers: Sequence[CustomerView],
         meters: Sequence[MeterView],
         products: Sequence[ProductView],
+        invoices: Sequence[InvoiceView],
         tracking: Tracking,
     ) -> None: ...
 
@@ -156,6 +183,8 @@ class EventIndex(TrackedView, Protocol):
 
     def list_products(self, query: ProductQuery) -> list[ProductView]: ...
 
+    def list_invoices(self, query: InvoiceQuery) -> list[InvoiceView]: ...
+
     def scan_events(
         self,
         business_id: str,
@@ -163,6 +192,7 @@ class EventIndex(TrackedView, Protocol):
         customer_id: str | None,
         start: datetime,
         end: datetime,
+        up_to: int | None = None,
     ) -> list[UsageEventView]: ...
 
     def list_customers(self, query: CustomerQuery) -> list[CustomerView]: ...

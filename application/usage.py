@@ -247,7 +247,13 @@ class UsageProjection:
         for definition in self._view.definitions():
             self._learn(definition)
 
-    def process(self, events: Sequence[DomainEvent], tracking: Tracking, after: int) -> None:
+    def process(
+        self,
+        events: Sequence[DomainEvent],
+        tracking: Tracking,
+        after: int,
+        positions: Sequence[int] = (),  # noqa: ARG002 - tallies need no single position
+    ) -> None:
         """Apply one batch read after ``after``; refused if the view is no longer there.
 
         Another process may follow the same projection (two ``serve`` instances,

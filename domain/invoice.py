@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import islice
 
 from domain.cycles import Cycle
 from domain.errors import InvoiceMismatchError
@@ -41,6 +42,7 @@ from domain.meter import MeterSpec, Tally, UsageRecord, canonical_number
 from domain.pricing import Line, UsagePrice, meter_line
 
 FORMAT = "ledger.invoice/1"
+CHUNK = 10_000  # events tallied at a time: bounds memory, amortises the per-chunk merge
 JsonValue = str | int | list["JsonValue"] | dict[str, "JsonValue"]
 
 
@@ -175,8 +177,15 @@ def cycle_tallies(
     if missing:
         raise InvoiceMismatchError(f"no meter definition for priced meters {missing}")
     start, end = cycle.start, cycle.end
-    within = [record for record in events if start <= record[0] < end]
-    return {meter.meter_id: meters[meter.meter_id].tally(within) for meter in price.meters}
+    specs = [(meter.meter_id, meters[meter.meter_id]) for meter in price.meters]
+    tallies = {meter_id: Tally() for meter_id, _ in specs}
+    # One pass over ``events`` (it may be a stream), a chunk at a time, so memory
+    # stays flat in the number of events; tallies merge into the tally of all.
+    within = (record for record in events if start <= record[0] < end)
+    while chunk := list(islice(within, CHUNK)):
+        for meter_id, spec in specs:
+            tallies[meter_id] = tallies[meter_id].merge(spec.tally(chunk))
+    return tallies
 
 
 def price_cycle(

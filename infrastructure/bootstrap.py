@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,11 +12,13 @@ import structlog
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
+from application.billing import finalize_due
 from application.event_index import EventIndexProjection
 from application.follower import BatchProjection, LogFollower
 from application.ledger import Ledger
 from application.ports import EventIndex
 from application.usage import UsageProjection, UsageStore, log_history
+from domain.invoice_record import InvoiceRecord
 from domain.usage import TimeWindow
 from infrastructure.keys import KeyStore
 from infrastructure.rebuild import rebuild_usage_in_parallel
@@ -62,6 +65,8 @@ class Container:
     keys: KeyStore
     clock: Callable[[], datetime] = field(default=utc_now)
     _projections: dict[str, Callable[[], BatchProjection]] = field(default_factory=dict)
+    _billing_stop: threading.Event = field(default_factory=threading.Event)
+    _billing_thread: threading.Thread | None = None
 
     @property
     def followers(self) -> tuple[LogFollower, ...]:
@@ -124,6 +129,41 @@ class Container:
             self.usage_follower = fresh
         return read + fresh.catch_up(on_batch)
 
+    def close_cycles(self, *, catch_up: bool = False) -> list[InvoiceRecord]:
+        """Finalize every cycle that ended at least the grace period ago; idempotent.
+
+        The folds read the event index up to its position, which is each
+        invoice's cut: every event at or before it is in the index. ``catch_up``
+        brings the index up to date in this thread (when no follower runs here).
+        """
+        if catch_up:
+            self.follower.catch_up()
+        else:
+            self.wait_for_reads()
+        return finalize_due(
+            self.ledger,
+            self.event_index,
+            now=self.clock(),
+            grace=self.settings.invoice_grace,
+            cut=self.follower.position,
+        )
+
+    def start_billing(self) -> None:
+        """Close due cycles now and then, in the background, until ``close``."""
+
+        def run() -> None:
+            while not self._billing_stop.wait(self.settings.billing_interval_seconds):
+                try:
+                    closed = self.close_cycles()
+                except Exception as error:  # noqa: BLE001 - try again next time
+                    log.warning("billing_close_failed", error=str(error))
+                    continue
+                if closed:
+                    log.info("invoices_finalized", count=len(closed))
+
+        self._billing_thread = threading.Thread(target=run, name="billing", daemon=True)
+        self._billing_thread.start()
+
     def start_projections(self) -> None:
         for follower in self.followers:
             follower.start()
@@ -158,6 +198,9 @@ class Container:
         return None
 
     def close(self) -> None:
+        self._billing_stop.set()
+        if self._billing_thread is not None:
+            self._billing_thread.join(timeout=10)
         for follower in self.followers:
             follower.stop()
         self.ledger.close()

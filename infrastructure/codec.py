@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from application.ports import MeterView, ProductView
+from application.ports import InvoiceView, MeterView, ProductView
 from domain.metadata import Metadata
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -86,3 +86,32 @@ def encode_product(product: ProductView) -> str:
 def decode_product(raw: str | bytes) -> ProductView:
     state = _product_decoder.decode(raw)
     return ProductView(**{f: getattr(state, f) for f in _ProductState.__struct_fields__})
+
+
+class _InvoiceState(msgspec.Struct):
+    business_id: str
+    invoice_id: str
+    subscription_id: str
+    customer_id: str
+    cycle_index: int
+    cycle_start: datetime
+    cycle_end: datetime
+    cut: int
+    currency: str
+    total_minor: int
+    sha256: str
+    document: str
+    finalized_at: datetime
+
+
+_invoice_decoder = msgspec.json.Decoder(_InvoiceState)
+
+
+def encode_invoice(invoice: InvoiceView) -> str:
+    state = _InvoiceState(**{f: getattr(invoice, f) for f in _InvoiceState.__struct_fields__})
+    return _encoder.encode(state).decode()
+
+
+def decode_invoice(raw: str | bytes) -> InvoiceView:
+    state = _invoice_decoder.decode(raw)
+    return InvoiceView(**{f: getattr(state, f) for f in _InvoiceState.__struct_fields__})

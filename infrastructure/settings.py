@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 8 * 1024 * 1024
     follower_poll_seconds: float = 0.05
     read_wait_seconds: float = 5.0
+    invoice_grace: timedelta = timedelta(hours=1)
+    billing_interval_seconds: float = 60.0
 
     @property
     def is_postgres(self) -> bool:
@@ -55,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, field in (
             ("LEDGER_BACKDATE_WINDOW", "backdate_window"),
             ("LEDGER_FUTURE_SKEW", "future_skew"),
+            ("LEDGER_INVOICE_GRACE", "invoice_grace"),
         ):
             if raw := env.get(name, "").strip():
                 values[field] = parse_duration(name, raw)

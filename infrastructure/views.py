@@ -20,6 +20,8 @@ from application.ports import (
     CustomerQuery,
     CustomerView,
     EventQuery,
+    InvoiceQuery,
+    InvoiceView,
     MeterQuery,
     MeterView,
     ProductQuery,
@@ -27,9 +29,11 @@ from application.ports import (
     UsageEventView,
 )
 from infrastructure.codec import (
+    decode_invoice,
     decode_metadata,
     decode_meter,
     decode_product,
+    encode_invoice,
     encode_metadata,
     encode_meter,
     encode_product,
@@ -64,6 +68,12 @@ TABLES = (
     "state TEXT NOT NULL, PRIMARY KEY (business_id, product_id))",
     "CREATE INDEX IF NOT EXISTS event_index_products_by_time "
     "ON event_index_products (business_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS event_index_invoices ("
+    "business_id TEXT NOT NULL, invoice_id TEXT NOT NULL, subscription_id TEXT NOT NULL, "
+    "customer_id TEXT NOT NULL, cycle_start BIGINT NOT NULL, state TEXT NOT NULL, "
+    "PRIMARY KEY (business_id, invoice_id))",
+    "CREATE INDEX IF NOT EXISTS event_index_invoices_by_subscription "
+    "ON event_index_invoices (business_id, subscription_id, cycle_start)",
 )
 INSERT_USAGE = (
     "INSERT INTO event_index_usage "
@@ -74,6 +84,11 @@ UPSERT_METER = (
     "INSERT INTO event_index_meters (business_id, meter_id, archived, created_at, state) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_id, meter_id) DO UPDATE SET "
     "archived = excluded.archived, state = excluded.state"
+)
+INSERT_INVOICE = (
+    "INSERT INTO event_index_invoices "
+    "(business_id, invoice_id, subscription_id, customer_id, cycle_start, state) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 UPSERT_PRODUCT = (
     "INSERT INTO event_index_products (business_id, product_id, created_at, state) "
@@ -93,6 +108,7 @@ DROP = (
     "DROP TABLE IF EXISTS event_index_customers",
     "DROP TABLE IF EXISTS event_index_meters",
     "DROP TABLE IF EXISTS event_index_products",
+    "DROP TABLE IF EXISTS event_index_invoices",
 )
 
 
@@ -116,10 +132,11 @@ class EventIndexSQL:
 
     def record(
         self,
-        events: Sequence[UsageEventView],
+        events: Sequence[tuple[int, UsageEventView]],
         customers: Sequence[CustomerView],
         meters: Sequence[MeterView],
         products: Sequence[ProductView],
+        invoices: Sequence[InvoiceView],
         tracking: Tracking,
     ) -> None:
         usage_rows = [
@@ -130,9 +147,9 @@ class EventIndexSQL:
                 e.event_name,
                 to_micros(e.timestamp),
                 encode_metadata(e.metadata),
-                tracking.notification_id,
+                position,
             )
-            for e in events
+            for position, e in events
         ]
         customer_rows = [
             (
@@ -157,6 +174,21 @@ class EventIndexSQL:
                 curs.executemany(self._q(INSERT_CUSTOMER), customer_rows)
             if meter_rows:
                 curs.executemany(self._q(UPSERT_METER), meter_rows)
+            if invoices:
+                curs.executemany(
+                    self._q(INSERT_INVOICE),
+                    [
+                        (
+                            i.business_id,
+                            i.invoice_id,
+                            i.subscription_id,
+                            i.customer_id,
+                            to_micros(i.cycle_start),
+                            encode_invoice(i),
+                        )
+                        for i in invoices
+                    ],
+                )
             if products:
                 curs.executemany(
                     self._q(UPSERT_PRODUCT),
@@ -218,6 +250,23 @@ class EventIndexSQL:
         ]
         return [decode_product(row[0]) for row in self._fetch(statement, params)]
 
+    def list_invoices(self, query: InvoiceQuery) -> list[InvoiceView]:
+        where: list[str] = ["business_id = ?"]
+        params: list[object] = [query.business_id]
+        for column, value in (
+            ("customer_id", query.customer_id),
+            ("subscription_id", query.subscription_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        statement = (
+            f"SELECT state FROM event_index_invoices WHERE {' AND '.join(where)} "  # noqa: S608
+            "ORDER BY cycle_start DESC, invoice_id DESC LIMIT ? OFFSET ?"
+        )
+        params += [query.page_size, query.page_number * query.page_size]
+        return [decode_invoice(row[0]) for row in self._fetch(statement, params)]
+
     def scan_events(
         self,
         business_id: str,
@@ -225,8 +274,13 @@ class EventIndexSQL:
         customer_id: str | None,
         start: datetime,
         end: datetime,
+        up_to: int | None = None,
     ) -> list[UsageEventView]:
-        """Every event of a name in ``[start, end)``, unpaged: a meter's partial hours."""
+        """Every event of a name in ``[start, end)``, unpaged: a meter's partial hours.
+
+        With ``up_to``, only events at log positions up to it: the cycle as a fold
+        at that cut saw it.
+        """
         statement = (
             "SELECT business_id, event_id, customer_id, event_name, ts, metadata "
             "FROM event_index_usage WHERE business_id = ? AND event_name = ? "
@@ -236,6 +290,9 @@ class EventIndexSQL:
         if customer_id is not None:
             statement += " AND customer_id = ?"
             params.append(customer_id)
+        if up_to is not None:
+            statement += " AND position <= ?"
+            params.append(up_to)
         return [
             UsageEventView(
                 row[0], row[1], row[2], row[3], from_micros(row[4]), decode_metadata(row[5])

@@ -167,3 +167,54 @@ def test_the_demo_of_the_readme_runs_on_a_fresh_directory(tmp_path) -> None:
     assert "ingested 0, 5 reported as duplicates" in result.stdout
     assert "2004 tokens from 2 events" in result.stdout
     assert (tmp_path / "var" / "ledger.sqlite").exists()
+
+
+def test_billing_close_finalizes_due_cycles_once(settings: Settings) -> None:
+    """`ledger billing close` (for cron): due cycles finalized; a second run adds nothing."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from application.subscriptions import create_subscription  # noqa: PLC0415
+    from infrastructure.bootstrap import build, utc_now  # noqa: PLC0415
+
+    env = {"LEDGER_DATABASE_URL": settings.database_url, "LEDGER_BACKDATE_WINDOW": "P40D"}
+    container = build(Settings.from_env(env))
+    try:
+        now = utc_now()
+        customer = container.ledger.register_customer(
+            "default", email="a@b.co", name="A", phone_number=None, metadata=None, now=now
+        )
+        product = container.ledger.create_product(
+            "default",
+            name="Plan",
+            description=None,
+            tax_category="saas",
+            metadata=None,
+            price={
+                "type": "usage_based_price",
+                "currency": "USD",
+                "fixed_price": 700,
+                "payment_frequency_count": 1,
+                "payment_frequency_interval": "Month",
+            },
+            now=now,
+        )
+        create_subscription(
+            container.ledger,
+            "default",
+            customer_id=customer.customer_id,
+            product_id=product.product_id,
+            quantity=1,
+            billing={"country": "US"},
+            metadata=None,
+            payment={},
+            start_date=now - timedelta(days=35),
+            now=now,
+        )
+    finally:
+        container.close()
+    first = ledger("billing", "close", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "finalized 1 invoice(s)" in first.stderr
+    assert "700 USD" in first.stdout
+    second = ledger("billing", "close", env=env)
+    assert "finalized 0 invoice(s)" in second.stderr
