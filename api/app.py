@@ -15,6 +15,7 @@ from api.auth import PUBLIC_PATHS, BearerKeyMiddleware, scope_guard
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestLogMiddleware
 from api.response import ExactJSONResponse
+from api.routes.credits import CreditEntitlementController
 from api.routes.customers import CustomerController
 from api.routes.events import EventController
 from api.routes.health import health
@@ -54,6 +55,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             ProductController,
             SubscriptionController,
             InvoiceController,
+            CreditEntitlementController,
         ],
         middleware=[
             RequestLogMiddleware,

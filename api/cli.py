@@ -258,7 +258,9 @@ def parser() -> argparse.ArgumentParser:
     rebuild = projection_commands.add_parser(
         "rebuild", help="drop a projection (or all) and build it again from the log"
     )
-    rebuild.add_argument("name", nargs="?", help="event_index or usage (default: all)")
+    rebuild.add_argument(
+        "name", nargs="?", help="event_index, usage or credit_balances (default: all)"
+    )
     rebuild.set_defaults(run=_projections_rebuild)
 
     billing = commands.add_parser("billing", help="invoices")

@@ -53,6 +53,24 @@ class EventRead(msgspec.Struct):
     metadata: MetadataOut | None = None
 
 
+class UsageEventRead(EventRead, omit_defaults=True):
+    """The SDK's ``Event`` plus our extension: whether, when and why it was voided.
+
+    The extension fields appear only on a voided event (``void_reason`` only if
+    one was given): any other event is exactly the SDK's shape.
+    """
+
+    voided: bool = False
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+
+
+class VoidCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Our extension: the optional body of ``POST /events/{event_id}/void``."""
+
+    reason: str | None = None
+
+
 class CustomerCreate(msgspec.Struct):
     email: str
     name: str
@@ -201,3 +219,24 @@ class ProductListItem(msgspec.Struct):
     price: int | None = None
     price_detail: dict[str, Any] | None = None
     tax_inclusive: bool | None = None
+
+
+class UsageHistoryMeterRead(msgspec.Struct):
+    """The SDK's ``subscription_retrieve_usage_history_response.Meter``."""
+
+    id: str
+    name: str
+    consumed_units: str
+    chargeable_units: str
+    free_threshold: int
+    price_per_unit: str
+    currency: str
+    total_price: int
+
+
+class UsageHistoryRead(msgspec.Struct):
+    """The SDK's ``SubscriptionRetrieveUsageHistoryResponse``: one billing cycle."""
+
+    start_date: datetime
+    end_date: datetime
+    meters: list[UsageHistoryMeterRead]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,10 +12,19 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
+from application.credits import (
+    drawn_grants,
+    expire_grants,
+    grant_cycle,
+    settle,
+    started_cycles,
+    usable_grants,
+)
 from application.errors import NotFoundError
 from application.ledger import Ledger
 from application.ports import EventIndex
 from application.subscriptions import load
+from domain.credits import Grant
 from domain.cycles import Cycle
 from domain.invoice import Adjustment, Invoice, adjustment, fold_invoice
 from domain.invoice_record import InvoiceRecord, invoice_aggregate_id, invoice_id_of
@@ -32,6 +41,7 @@ def invoice_of(
     *,
     up_to: int | None = None,
     adjustments: Sequence[Adjustment] = (),
+    grants: Mapping[str, Sequence[Grant]] | None = None,
 ) -> Invoice:
     """The invoice of one cycle of ``subscription``, from the events the index holds.
 
@@ -48,12 +58,13 @@ def invoice_of(
 
     def records() -> Iterator[UsageRecord]:
         for name in names:
-            for e in index.scan_events(
+            yield from index.stream_records(
                 business_id, name, subscription.customer_id, cycle.start, cycle.end, up_to
-            ):
-                yield (e.timestamp, e.event_id, e.event_name, e.metadata)
+            )
 
-    return fold_invoice(cycle, price, specs, records(), cut=cut, adjustments=adjustments)
+    return fold_invoice(
+        cycle, price, specs, records(), cut=cut, grants=grants, adjustments=adjustments
+    )
 
 
 def invoice_preview(
@@ -67,7 +78,9 @@ def invoice_preview(
 ) -> tuple[Subscription, Invoice]:
     """The open cycle's invoice so far."""
     subscription = load(ledger, business_id, subscription_id)
-    return subscription, invoice_of(ledger, index, subscription, subscription.cycle_at(now), cut)
+    current = subscription.cycle_at(now)
+    grants = usable_grants(ledger, subscription, current.index, virtual=True)
+    return subscription, invoice_of(ledger, index, subscription, current, cut, grants=grants)
 
 
 def invoice_document(subscription: Subscription, invoice: Invoice) -> dict[str, Any]:
@@ -101,6 +114,7 @@ def finalize_cycle(
     invoice_id = invoice_id_of(business_id, subscription.subscription_id, cycle_index)
     existing = _record(ledger, business_id, invoice_id)
     if existing is not None:
+        settle(ledger, subscription, invoice_id, existing.document, existing.cycle_end)
         return existing
     last_cut: dict[int, int] = {}
     for earlier in range(cycle_index):
@@ -119,15 +133,23 @@ def finalize_cycle(
         if old_cut >= cut:
             continue
         past = subscription.cycle(earlier)
-        old = invoice_of(ledger, index, subscription, past, old_cut, up_to=old_cut)
-        new = invoice_of(ledger, index, subscription, past, cut, up_to=cut)
+        first = _record(
+            ledger, business_id, invoice_id_of(business_id, subscription.subscription_id, earlier)
+        )
+        drawn = drawn_grants(json.loads(first.document), past.start) if first else {}
+        old = invoice_of(ledger, index, subscription, past, old_cut, up_to=old_cut, grants=drawn)
+        new = invoice_of(ledger, index, subscription, past, cut, up_to=cut, grants=drawn)
         change = adjustment(old, new)
         if not change.is_zero:
             adjustments.append(change)
             adjusted[str(earlier)] = cut
     cycle = subscription.cycle(cycle_index)
+    for started in range(cycle_index + 1):  # the credit this cycle may draw on
+        grant_cycle(ledger, subscription, started)
+    expire_grants(ledger, subscription, cycle.start, own_only=True)
+    grants = usable_grants(ledger, subscription, cycle_index)
     invoice = invoice_of(
-        ledger, index, subscription, cycle, cut, up_to=cut, adjustments=adjustments
+        ledger, index, subscription, cycle, cut, up_to=cut, adjustments=adjustments, grants=grants
     )
     for line in invoice.lines:  # billed: what these meters measure may no longer change
         ledger.lock_meter(business_id, line.meter_id, f"invoice {invoice_id}", now)
@@ -152,7 +174,8 @@ def finalize_cycle(
     except IntegrityError:  # another finalizer was first: its record stands
         found = _record(ledger, business_id, invoice_id)
         assert found is not None
-        return found
+        record = found
+    settle(ledger, subscription, invoice_id, record.document, record.cycle_end)
     return record
 
 
@@ -173,14 +196,22 @@ def finalize_due(
 ) -> list[InvoiceRecord]:
     """Finalize every cycle of every subscription that is due; return those finalized now."""
     finalized: list[InvoiceRecord] = []
-    for business_id, subscription_id in all_subscriptions(ledger):
-        subscription = load(ledger, business_id, subscription_id)
+    subscriptions = [load(ledger, b, s) for b, s in all_subscriptions(ledger)]
+    for subscription in subscriptions:
+        business_id, subscription_id = subscription.business_id, subscription.subscription_id
+        for cycle_index in started_cycles(subscription, now):
+            grant_cycle(ledger, subscription, cycle_index)
         for cycle_index in due_cycles(subscription, now, grace):
             invoice_id = invoice_id_of(business_id, subscription_id, cycle_index)
-            if _record(ledger, business_id, invoice_id) is None:
+            existing = _record(ledger, business_id, invoice_id)
+            if existing is None:
                 finalized.append(
                     finalize_cycle(ledger, index, subscription, cycle_index, cut=cut, now=now)
                 )
+            else:  # settled already, unless a crash came between the two
+                settle(ledger, subscription, invoice_id, existing.document, existing.cycle_end)
+    for subscription in subscriptions:  # once every due cycle has drawn on them
+        expire_grants(ledger, subscription, now - grace)
     return finalized
 
 

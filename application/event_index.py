@@ -16,6 +16,7 @@ from application.ports import (
     MeterView,
     ProductView,
     UsageEventView,
+    VoidView,
 )
 from domain.customer import Customer
 from domain.invoice_record import InvoiceRecord
@@ -29,6 +30,9 @@ ProductAt = Callable[[UUID, int], ProductView]
 
 class EventIndexProjection:
     """Writes one row per usage event, customer and meter, with the log position.
+
+    A void is a row of its own, with its position: what counted at any position
+    (a finalized invoice's cut) stays answerable after later voids.
 
     A meter's row is its whole state as of the batch's last event about it,
     read from the log at that version, so a rebuild writes the same rows.
@@ -61,9 +65,12 @@ class EventIndexProjection:
         meter_versions: dict[UUID, int] = {}
         product_versions: dict[UUID, int] = {}
         invoices: list[InvoiceView] = []
+        voids: list[tuple[int, VoidView]] = []
         for position, domain_event in zip(own, events, strict=True):
             if isinstance(domain_event, UsageEvent.Recorded):
                 usage.append((position, usage_view(domain_event)))
+            elif isinstance(domain_event, UsageEvent.Voided):
+                voids.append((position, void_view(domain_event)))
             elif isinstance(domain_event, Customer.Registered):
                 customers.append(customer_view(domain_event))
             elif isinstance(domain_event, Meter.Event):
@@ -74,7 +81,11 @@ class EventIndexProjection:
                 product_versions[domain_event.originator_id] = domain_event.originator_version
         meters = [self._meter_at(i, v) for i, v in meter_versions.items()]
         products = [self._product_at(i, v) for i, v in product_versions.items()]
-        self._view.record(usage, customers, meters, products, invoices, tracking)
+        self._view.record(usage, customers, meters, products, invoices, tracking, voids)
+
+
+def void_view(voided: UsageEvent.Voided) -> VoidView:
+    return VoidView(voided.business_id, voided.event_id, voided.voided_at, voided.reason)
 
 
 def invoice_view(record: InvoiceRecord | InvoiceRecord.Finalized) -> InvoiceView:

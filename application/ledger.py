@@ -26,8 +26,14 @@ from application.ports import (
     StoredIdentities,
     UsageEventView,
 )
+from domain.credit_account import (
+    CreditAccount,
+    CreditEntitlement,
+    entitlement_aggregate_id,
+    resolve_attachment,
+)
 from domain.customer import Customer, check_customer_fields, customer_aggregate_id
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidCreditError, InvalidPriceError
 from domain.metadata import UnreadableMetadata, validate_metadata
 from domain.meter import Meter, MeterSpec, meter_aggregate_id
 from domain.product import (
@@ -46,6 +52,7 @@ from domain.usage import (
 )
 
 MAX_BATCH = 1000
+MAX_ATTACHMENTS = 10
 MAX_SAVE_ATTEMPTS = 8
 _KNOWN_CUSTOMERS_CAP = 100_000
 _USAGE_TOPIC = get_topic(UsageEvent)
@@ -258,10 +265,11 @@ class Ledger(Application[UUID]):
         metadata: Mapping[str, object] | None,
         price: object,
         now: datetime,
+        credit_entitlements: Sequence[object] | None = None,
     ) -> ProductView:
         """A product with a usage-based price; every meter it prices must exist."""
         check_product_fields(name, description, tax_category)
-        _, wire = parse_usage_price(price)
+        _, wire = parse_usage_price(self._with_credits(business_id, price, credit_entitlements))
         self._check_meters_exist(business_id, wire)
         product = Product(
             business_id=business_id,
@@ -286,6 +294,10 @@ class Ledger(Application[UUID]):
     def product(self, business_id: str, product_id: str) -> ProductView:
         return product_view(self.load_product(business_id, product_id))
 
+    def account_at(self, aggregate_id: UUID, version: int) -> CreditAccount:
+        account: CreditAccount = self.repository.get(aggregate_id, version=version)
+        return account
+
     def product_at(self, aggregate_id: UUID, version: int) -> ProductView:
         product: Product = self.repository.get(aggregate_id, version=version)
         return product_view(product)
@@ -303,12 +315,44 @@ class Ledger(Application[UUID]):
             validate_metadata(metadata),
             now,
         )
-        if "price" in changes:
-            _, wire = parse_usage_price(changes["price"])
+        if "price" in changes or "credit_entitlements" in changes:
+            price = changes.get("price", _client_price(product.price))
+            attachments = changes.get("credit_entitlements")
+            if attachments is None:  # kept as they are
+                attachments = product.price.get("credit_entitlements", [])
+                price = {**price, "credit_entitlements": attachments} if attachments else price
+                _check_client_price(changes.get("price"))
+            else:
+                price = self._with_credits(business_id, price, attachments)
+            _, wire = parse_usage_price(price)
             self._check_meters_exist(business_id, wire)
             product.change_price(wire, now)
         self.save(product)
         return product_view(product)
+
+    def _with_credits(
+        self, business_id: str, price: object, attachments: Sequence[object] | None
+    ) -> object:
+        """The price with each attached credit entitlement's rules resolved into it."""
+        _check_client_price(price)
+        if not attachments:
+            return price
+        if not isinstance(attachments, list) or len(attachments) > MAX_ATTACHMENTS:
+            raise InvalidCreditError(f"credit_entitlements: a list of at most {MAX_ATTACHMENTS}")
+        known: dict[str, Mapping[str, Any]] = {}
+        for item in attachments:
+            found = item.get("credit_entitlement_id") if isinstance(item, Mapping) else None
+            if isinstance(found, str) and found not in known:
+                try:
+                    entitlement: CreditEntitlement = self.repository.get(
+                        entitlement_aggregate_id(business_id, found)
+                    )
+                    known[found] = entitlement.settings
+                except AggregateNotFoundError:
+                    pass
+        resolved = [resolve_attachment(item, i, known) for i, item in enumerate(attachments)]
+        assert isinstance(price, Mapping)
+        return {**price, "credit_entitlements": resolved}
 
     def _check_meters_exist(self, business_id: str, price: Mapping[str, Any]) -> None:
         for index, meter in enumerate(price["meters"]):
@@ -321,12 +365,34 @@ class Ledger(Application[UUID]):
 
     # Usage events
 
-    def usage_event(self, business_id: str, event_id: str) -> UsageEventView:
+    def _usage_event(self, business_id: str, event_id: str) -> UsageEvent:
         try:
             usage: UsageEvent = self.repository.get(usage_event_id(business_id, event_id))
         except AggregateNotFoundError:
             raise NotFoundError(f"event {event_id!r} not found") from None
-        return usage_view(usage)
+        return usage
+
+    def usage_event(self, business_id: str, event_id: str) -> UsageEventView:
+        return usage_view(self._usage_event(business_id, event_id))
+
+    def void_usage_event(
+        self, business_id: str, event_id: str, *, reason: str | None, now: datetime
+    ) -> UsageEventView:
+        """Void the event: it stops counting everywhere. Idempotent.
+
+        A repeat, even with another reason, answers the first void unchanged. Two
+        concurrent voids collide on the aggregate's next version; the loser reads
+        the winner's void back.
+        """
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            usage = self._usage_event(business_id, event_id)
+            usage.void(reason, now)
+            try:
+                self.save(usage)
+            except IntegrityError:
+                continue
+            return usage_view(usage)
+        raise ConflictRetryExhaustedError("concurrent voids kept colliding; retry the request")
 
     def ingest(
         self, business_id: str, events: Sequence[EventInput], now: datetime
@@ -434,6 +500,9 @@ def check_batch(events: Sequence[EventInput]) -> None:
 
 def usage_view(usage: UsageEvent | UsageEvent.Recorded) -> UsageEventView:
     """The read shape of a usage event, from the aggregate or from its event."""
+    voided_at, reason = (
+        (usage.voided_at, usage.void_reason) if isinstance(usage, UsageEvent) else (None, None)
+    )
     return UsageEventView(
         business_id=usage.business_id,
         event_id=usage.event_id,
@@ -441,6 +510,8 @@ def usage_view(usage: UsageEvent | UsageEvent.Recorded) -> UsageEventView:
         event_name=usage.event_name,
         timestamp=usage.timestamp,
         metadata=usage.metadata,
+        voided_at=voided_at,
+        void_reason=reason,
     )
 
 
@@ -486,3 +557,16 @@ def product_view(product: Product) -> ProductView:
         created_at=product.created_at,
         updated_at=product.updated_at,
     )
+
+
+def _client_price(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The price as a client sends it: without the resolved credit attachments."""
+    return {k: v for k, v in stored.items() if k != "credit_entitlements"}
+
+
+def _check_client_price(price: object) -> None:
+    if isinstance(price, Mapping) and "credit_entitlements" in price:
+        raise InvalidPriceError(
+            "price.credit_entitlements: unknown field; credit entitlements are attached with "
+            "the product's own credit_entitlements"
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +12,7 @@ from uuid import UUID
 from eventsourcing.persistence import Tracking
 
 from domain.metadata import Metadata
+from domain.meter import UsageRecord
 
 
 class StoredIdentities(Protocol):
@@ -38,6 +39,22 @@ class UsageEventView:
     event_name: str
     timestamp: datetime
     metadata: Metadata
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+
+    @property
+    def voided(self) -> bool:
+        return self.voided_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class VoidView:
+    """A void as the event index records it (with the log position it was at)."""
+
+    business_id: str
+    event_id: str
+    voided_at: datetime
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +146,7 @@ class EventQuery:
     end: datetime | None = None
     page_number: int = 0
     page_size: int = 10
+    voided: bool | None = None  # None: voided events too (flagged); False: not; True: only
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +193,7 @@ class EventIndex(TrackedView, Protocol):
         products: Sequence[ProductView],
         invoices: Sequence[InvoiceView],
         tracking: Tracking,
+        voids: Sequence[tuple[int, VoidView]] = (),
     ) -> None: ...
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
@@ -193,6 +212,36 @@ class EventIndex(TrackedView, Protocol):
         start: datetime,
         end: datetime,
         up_to: int | None = None,
-    ) -> list[UsageEventView]: ...
+    ) -> list[UsageEventView]:
+        """The events of a name in ``[start, end)`` that count at log position ``up_to``.
+
+        An event counts at a position if it was recorded at or before it and not
+        voided at or before it (``None``: the index's current position).
+        """
+        ...
+
+    def stream_records(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        up_to: int | None = None,
+    ) -> Iterator[UsageRecord]:
+        """What ``scan_events`` returns, as a meter reads it, streamed: memory flat."""
+        ...
 
     def list_customers(self, query: CustomerQuery) -> list[CustomerView]: ...
+
+
+class CreditStore(TrackedView, Protocol):
+    """The balance projection's rows (``application.credit_balances``)."""
+
+    def record(self, accounts: Sequence[Any], tracking: Tracking) -> None: ...
+
+    def balances(self, query: Any) -> list[dict[str, Any]]: ...
+
+    def grants(self, query: Any) -> list[dict[str, Any]]: ...
+
+    def entries(self, query: Any) -> list[dict[str, Any]]: ...

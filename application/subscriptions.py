@@ -10,6 +10,7 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.credits import grant_cycle, started_cycles
 from application.errors import NotFoundError
 from application.ledger import Ledger
 from domain.customer import customer_aggregate_id
@@ -93,6 +94,8 @@ def create_subscription(
         created_at=now,
     )
     ledger.save(subscription)
+    for index in started_cycles(subscription, now):  # the billing loop would, a tick later
+        grant_cycle(ledger, subscription, index)
     return subscription_view(subscription, now)
 
 

@@ -14,6 +14,14 @@ How the projection follows the log, batch by batch:
 - a meter created or redefined in the batch is measured afresh over the whole
   log up to the batch's last position (its old buckets are replaced), so the
   incremental step skips it for this batch;
+- a void in the batch makes the hour of the voided event stale for every meter
+  of its name: max, min, last and distinct values cannot be subtracted, so
+  those buckets are tallied again from the events that count in that hour at
+  the batch's last position. The event index answers that (it records each
+  event's and each void's position); the projection waits until the index has
+  reached the batch, so the answer is exactly the log's, whichever follower
+  asks and whenever. The batch's own events of those hours are in the answer
+  and are not added again;
 - the buckets, the meters' definitions and the log position are written in one
   transaction (invariant 7): dropping the tables and following the log again
   gives the same rows.
@@ -25,7 +33,7 @@ its history stays queryable.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -48,9 +56,11 @@ MAX_WINDOWS = 10_000
 # The last moment whose month still has a successor datetime can represent.
 LATEST = datetime(9999, 12, 1, tzinfo=UTC)
 USAGE_TOPIC = get_topic(UsageEvent.Recorded)
+VOID_TOPIC = get_topic(UsageEvent.Voided)
 
 MeterKey = tuple[str, str]  # (business_id, meter_id)
 BucketKey = tuple[str, str, str, datetime]  # (business_id, meter_id, customer_id, hour)
+HourKey = tuple[str, str, str, datetime]  # (business_id, event_name, customer_id, hour)
 Tallies = dict[MeterKey, dict[tuple[str, datetime], Tally]]  # per meter: (customer, hour)
 
 
@@ -69,6 +79,12 @@ class UsageChanges:
     definitions: list[MeterDefinition] = field(default_factory=list)
     replaced: Tallies = field(default_factory=dict)
     added: dict[BucketKey, Tally] = field(default_factory=dict)
+    # Buckets tallied again after a void: written as they are; an empty one is removed.
+    recounted: dict[BucketKey, Tally] = field(default_factory=dict)
+
+
+class IndexBehindError(Exception):
+    """The event index has not reached the position a recount must be read at (yet)."""
 
 
 class UsageStore(TrackedView, Protocol):
@@ -99,8 +115,29 @@ class UsageStore(TrackedView, Protocol):
         """Every bucket in key order: for comparing a rebuild with the live rows."""
         ...
 
+    def counted_in_hours(
+        self, hours: Collection[HourKey], up_to: int, application_name: str
+    ) -> dict[HourKey, list[UsageEventView]]:
+        """The usage events that count at log position ``up_to`` in each hour.
 
-History = Callable[[int, int], Iterable[UsageEvent.Recorded]]
+        Read from the event index once it has reached ``up_to`` (waiting a
+        little); ``IndexBehindError`` if it does not.
+        """
+        ...
+
+
+class History(Protocol):
+    """The usage events of the log, and which of them are voided."""
+
+    def __call__(self, after: int, stop: int) -> Iterable[UsageEvent.Recorded]:
+        """The usage events recorded after position ``after`` up to ``stop``, in log order."""
+        ...
+
+    def voided(self, stop: int) -> frozenset[UUID]:
+        """The aggregate ids of the usage events voided at or before ``stop``."""
+        ...
+
+
 METER_TOPICS = (get_topic(Meter.Created), get_topic(Meter.DefinitionChanged))
 
 
@@ -108,7 +145,7 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def log_history(app: Application[Any], batch_size: int = 5000) -> History:
+class LogHistory:
     """The usage events of ``app``'s log after one position up to another, in batches.
 
     Each batch is "the next ``batch_size`` after this id", and the topic and the
@@ -117,7 +154,12 @@ def log_history(app: Application[Any], batch_size: int = 5000) -> History:
     remaining range for every batch, which made a scan quadratic.
     """
 
-    def history(after: int, stop: int) -> Iterator[UsageEvent.Recorded]:
+    def __init__(self, app: Application[Any], batch_size: int = 5000) -> None:
+        self._app = app
+        self._batch_size = batch_size
+
+    def __call__(self, after: int, stop: int) -> Iterator[UsageEvent.Recorded]:
+        app, batch_size = self._app, self._batch_size
         to_domain_event = app.mapper.to_domain_event
         while after < stop:
             notifications = app.recorder.select_notifications(
@@ -134,7 +176,19 @@ def log_history(app: Application[Any], batch_size: int = 5000) -> History:
                 return
             after = notifications[-1].id
 
-    return history
+    def voided(self, stop: int) -> frozenset[UUID]:
+        """Voids are few, like meter events: one query with no page limit reads them all."""
+        notifications = self._app.recorder.select_notifications(
+            start=0, limit=2**62, stop=stop, topics=[VOID_TOPIC], inclusive_of_start=False
+        )
+        return frozenset(
+            i if isinstance(i, UUID) else UUID(str(i))
+            for i in (n.originator_id for n in notifications)
+        )
+
+
+def log_history(app: Application[Any], batch_size: int = 5000) -> LogHistory:
+    return LogHistory(app, batch_size)
 
 
 def definitions_at(app: Application[Any], stop: int) -> list[MeterDefinition]:
@@ -167,9 +221,11 @@ def definition_of(
 
 
 def tally_history(
-    events: Iterable[UsageEvent.Recorded], definitions: Sequence[MeterDefinition]
+    events: Iterable[UsageEvent.Recorded],
+    definitions: Sequence[MeterDefinition],
+    voided: Collection[UUID] = frozenset(),
 ) -> Tallies:
-    """Each meter's hourly tallies over ``events``; memory follows buckets, not events."""
+    """Each meter's hourly tallies over ``events`` but ``voided``; memory follows buckets."""
     wanted: dict[tuple[str, str], list[tuple[MeterKey, MeterSpec]]] = {}
     result: Tallies = {}
     for d in definitions:
@@ -181,7 +237,7 @@ def tally_history(
     chunk: dict[tuple[str, str, str, datetime], list[Any]] = {}
     pending = 0
     for e in events:
-        if (e.business_id, e.event_name) not in wanted:
+        if (e.business_id, e.event_name) not in wanted or e.originator_id in voided:
             continue
         bucket = (e.business_id, e.event_name, e.customer_id, hour_of(e.timestamp))
         chunk.setdefault(bucket, []).append((e.timestamp, e.event_id, e.event_name, e.metadata))
@@ -275,9 +331,12 @@ class UsageProjection:
         changes = UsageChanges()
         redefined: dict[UUID, MeterDefinition] = {}
         usage: list[UsageEvent.Recorded] = []
+        voids: list[UsageEvent.Voided] = []
         for domain_event in events:
             if isinstance(domain_event, UsageEvent.Recorded):
                 usage.append(domain_event)
+            elif isinstance(domain_event, UsageEvent.Voided):
+                voids.append(domain_event)
             elif isinstance(domain_event, Meter.Created | Meter.DefinitionChanged):
                 definition = self._definition(domain_event)
                 self._learn(definition)
@@ -285,6 +344,10 @@ class UsageProjection:
         # Meters (re)defined in this batch are measured afresh below, not added to.
         skip = {(d.business_id, d.meter_id) for d in redefined.values()}
         self._add(usage, skip, changes.added)
+        if voids:
+            changes.recounted = self._recount(voids, skip, tracking.notification_id)
+            for bucket in changes.recounted:
+                changes.added.pop(bucket, None)  # the recount has this batch's events
         changes.definitions.extend(redefined.values())
         if redefined:
             changes.replaced = self._measure_afresh(
@@ -343,7 +406,32 @@ class UsageProjection:
 
     def _measure_afresh(self, definitions: list[MeterDefinition], stop: int) -> Tallies:
         """Each meter's buckets over the whole log up to ``stop``, in one pass."""
-        return tally_history(self._history(0, stop), definitions)
+        return tally_history(self._history(0, stop), definitions, self._history.voided(stop))
+
+    def _recount(
+        self, voids: Sequence[UsageEvent.Voided], skip: set[MeterKey], stop: int
+    ) -> dict[BucketKey, Tally]:
+        """Each bucket a void touches, tallied again from what counts at ``stop``."""
+        hours: dict[HourKey, list[tuple[str, MeterSpec]]] = {}
+        for v in voids:
+            meters = [
+                (meter_id, spec)
+                for meter_id, spec in self._specs.get(v.business_id, {}).get(v.event_name, [])
+                if (v.business_id, meter_id) not in skip
+            ]
+            if meters:
+                key = (v.business_id, v.event_name, v.customer_id, hour_of(v.event_timestamp))
+                hours[key] = meters
+        if not hours:
+            return {}
+        counted = self._view.counted_in_hours(list(hours), stop, self._application_name)
+        recounted: dict[BucketKey, Tally] = {}
+        for key, meters in hours.items():
+            business_id, _, customer_id, hour = key
+            records = [(e.timestamp, e.event_id, e.event_name, e.metadata) for e in counted[key]]
+            for meter_id, spec in meters:
+                recounted[business_id, meter_id, customer_id, hour] = spec.tally(records)
+        return recounted
 
 
 def _fold_into(

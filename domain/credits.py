@@ -18,22 +18,46 @@ over (``percentage`` of it, while the credit has rolled over fewer than
 ``max_count`` times) and what is forfeited. With a ``precision`` the carried
 part is rounded DOWN to that many decimal places, so rolling over never
 creates credit; the forfeited part is the exact rest.
+
+Credit-based billing (``cover``): a priced meter may be linked to a credit
+entitlement the product attaches (``CreditLink``: ``meter_units_per_credit``
+meter units cost one credit). Within a cycle, the linked meters draw, in
+``meter_id`` order, on the grants usable in that cycle, in the drawdown order
+above. A meter's chargeable units (above its free threshold) need
+``chargeable / meter_units_per_credit`` credits, rounded UP to the
+entitlement's ``precision``; the grants give what they have. What they do not
+cover is overage: billed at the meter's ``price_per_unit`` only when the
+entitlement's overage is enabled with ``overage_behavior`` ``invoice_at_billing``,
+and then at most ``overage_limit`` credits' worth per cycle (``None``: no limit);
+every other overage unit is forgiven (not billed) and recorded as such.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import ROUND_FLOOR, Context, Decimal, Inexact, InvalidOperation, Overflow
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 
+from domain.cycles import Frequency
 from domain.errors import InvalidCreditError
 from domain.meter import canonical_number
 
 _EXACT = Context(prec=1000, traps=[InvalidOperation, Overflow, Inexact])
 _ROUNDING = Context(prec=1000, traps=[InvalidOperation, Overflow])  # rounds on purpose
+_CEILING = Context(prec=1000, rounding=ROUND_CEILING, traps=[InvalidOperation, Overflow])
 _ZERO = Decimal(0)
 MAX_PRECISION = 12
+OVERAGE_BEHAVIORS = ("forgive_at_reset", "invoice_at_billing")
+BILLED_OVERAGE = "invoice_at_billing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +111,14 @@ def drawdown_order(grants: Iterable[Grant]) -> list[Grant]:
     return ordered
 
 
-def draw_down(grants: Iterable[Grant], units: Decimal | int, at: datetime) -> Drawdown:
-    """Spend ``units`` from the grants usable at ``at``, in the fixed order."""
+def draw_down(grants: Iterable[Grant], units: Decimal | int, at: datetime | None) -> Drawdown:
+    """Spend ``units`` from the grants usable at ``at`` (None: all given), in the fixed order."""
     wanted = remaining = _units("units", units)
     deductions = []
     for grant in drawdown_order(grants):
         if not remaining:
             break
-        if not grant.balance or not grant.is_usable(at):
+        if not grant.balance or (at is not None and not grant.is_usable(at)):
             continue
         taken = min(grant.balance, remaining)
         remaining = canonical_number(_EXACT.subtract(remaining, taken))
@@ -143,3 +167,162 @@ def _units(name: str, value: object) -> Decimal:
     if isinstance(value, Decimal) and value.is_finite() and value >= 0:
         return canonical_number(value)
     raise InvalidCreditError(f"{name} must be a non-negative number, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLink:
+    """A priced meter draws on ``entitlement_id``: ``units_per_credit`` units cost 1 credit."""
+
+    entitlement_id: str
+    units_per_credit: Decimal
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.entitlement_id, str) or not self.entitlement_id:
+            raise InvalidCreditError("credit_entitlement_id must be a non-empty string")
+        value = self.units_per_credit
+        if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+            raise InvalidCreditError("meter_units_per_credit must be a positive number")
+        object.__setattr__(self, "units_per_credit", canonical_number(value))
+
+
+@dataclass(frozen=True, slots=True)
+class CreditTerms:
+    """A credit entitlement as a product attaches it: what each cycle grants, and its rules."""
+
+    entitlement_id: str
+    credits_amount: Decimal
+    precision: int = 0
+    overage_enabled: bool = False
+    overage_behavior: str = "forgive_at_reset"
+    overage_limit: Decimal | None = None
+    rollover: RolloverRule | None = None
+    expires_after_days: int | None = None
+    rollover_timeframe: Frequency | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.entitlement_id, str) or not self.entitlement_id:
+            raise InvalidCreditError("credit_entitlement_id must be a non-empty string")
+        if type(self.precision) is not int or not 0 <= self.precision <= MAX_PRECISION:
+            raise InvalidCreditError(f"precision must be an integer from 0 to {MAX_PRECISION}")
+        object.__setattr__(
+            self, "credits_amount", self.at_precision("credits_amount", self.credits_amount)
+        )
+        if self.overage_behavior not in OVERAGE_BEHAVIORS:
+            raise InvalidCreditError(
+                f"overage_behavior must be one of {', '.join(OVERAGE_BEHAVIORS)}, "
+                f"not {self.overage_behavior!r}"
+            )
+        if self.overage_limit is not None:
+            limit = self.at_precision("overage_limit", self.overage_limit)
+            object.__setattr__(self, "overage_limit", limit)
+        if self.expires_after_days is not None and (
+            type(self.expires_after_days) is not int or not 1 <= self.expires_after_days <= 36_600
+        ):
+            raise InvalidCreditError("expires_after_days must be an integer from 1 to 36600")
+
+    @property
+    def bills_overage(self) -> bool:
+        return self.overage_enabled and self.overage_behavior == BILLED_OVERAGE
+
+    def at_precision(self, name: str, value: object) -> Decimal:
+        """``value`` as credit units, refused when finer than the entitlement's precision."""
+        units = _units(name, value)
+        exponent = units.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -self.precision:
+            raise InvalidCreditError(
+                f"{name} {units} has more than {self.precision} decimal places (the precision)"
+            )
+        if units.adjusted() >= 18:
+            raise InvalidCreditError(f"{name} must be below 10^18")
+        return units
+
+    def credits_for(self, units: Decimal, link: CreditLink) -> Decimal:
+        """The credits ``units`` meter units cost, rounded up to the precision."""
+        exact = _CEILING.divide(units, link.units_per_credit)
+        step = Decimal(1).scaleb(-self.precision)
+        return canonical_number(exact.quantize(step, ROUND_CEILING, _CEILING))
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """``credits`` taken from grant ``grant_id`` of ``entitlement_id`` for ``meter_id``."""
+
+    entitlement_id: str
+    meter_id: str
+    grant_id: str
+    credits: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Overage:
+    """``credits`` of usage on ``meter_id`` no grant covered; ``billed`` or forgiven."""
+
+    entitlement_id: str
+    meter_id: str
+    credits: Decimal
+    billed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What credit did for one meter: units it covered, overage billed and forgiven."""
+
+    credit_units: Decimal
+    forgiven_units: Decimal
+    credits_drawn: Decimal
+    overage_credits: Decimal
+
+
+def cover(
+    chargeable: Mapping[str, Decimal],
+    links: Mapping[str, CreditLink],
+    terms: Mapping[str, CreditTerms],
+    grants: Mapping[str, Sequence[Grant]],
+) -> tuple[dict[str, Coverage], tuple[Draw, ...]]:
+    """Each linked meter's coverage from the grants (all usable), and the draws in order.
+
+    ``chargeable`` holds every priced meter's units above its free threshold;
+    only meters in ``links`` draw. See the module docstring for the rules.
+    """
+    balances = {entitlement: list(found) for entitlement, found in grants.items()}
+    limits = {e: t.overage_limit for e, t in terms.items()}
+    coverage: dict[str, Coverage] = {}
+    draws: list[Draw] = []
+    for meter_id in sorted(links):
+        link = links[meter_id]
+        entitlement = terms.get(link.entitlement_id)
+        if entitlement is None:
+            raise InvalidCreditError(f"meter {meter_id!r} draws on an unattached entitlement")
+        units = chargeable.get(meter_id, _ZERO)
+        needed = entitlement.credits_for(units, link)
+        drawdown = draw_down(balances.get(link.entitlement_id, ()), needed, None)
+        spent = {d.grant_id: d.balance_after for d in drawdown.deductions}
+        balances[link.entitlement_id] = [
+            replace(g, balance=spent[g.grant_id]) if g.grant_id in spent else g
+            for g in balances.get(link.entitlement_id, ())
+        ]
+        draws.extend(
+            Draw(link.entitlement_id, meter_id, d.grant_id, d.units) for d in drawdown.deductions
+        )
+        covered = min(
+            units, canonical_number(_EXACT.multiply(drawdown.covered, link.units_per_credit))
+        )
+        uncovered = canonical_number(_EXACT.subtract(units, covered))
+        billable = _ZERO
+        if entitlement.bills_overage:
+            limit = limits[link.entitlement_id]
+            if limit is None:
+                billable = uncovered
+            else:
+                allowed = min(drawdown.overage, limit)
+                limits[link.entitlement_id] = canonical_number(_EXACT.subtract(limit, allowed))
+                billable = min(
+                    uncovered, canonical_number(_EXACT.multiply(allowed, link.units_per_credit))
+                )
+        coverage[meter_id] = Coverage(
+            credit_units=canonical_number(covered),
+            forgiven_units=canonical_number(_EXACT.subtract(uncovered, billable)),
+            credits_drawn=drawdown.covered,
+            overage_credits=drawdown.overage,
+        )
+    return coverage, tuple(draws)

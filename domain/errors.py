@@ -74,6 +74,12 @@ class InvalidCreditError(DomainError):
     code = "invalid_credit"
 
 
+class InsufficientCreditError(DomainError):
+    """A debit asks for more credit than the account has usable."""
+
+    code = "insufficient_credits"
+
+
 class InvoiceMismatchError(DomainError):
     """Invoice inputs do not fit together (a meter without a spec, two different cycles)."""
 

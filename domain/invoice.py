@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import islice
 
+from domain.credits import CreditLink, Draw, Grant, Overage, cover
 from domain.cycles import Cycle
 from domain.errors import InvoiceMismatchError
 from domain.meter import MeterSpec, Tally, UsageRecord, canonical_number
-from domain.pricing import Line, UsagePrice, meter_line
+from domain.pricing import Line, UsagePrice, chargeable_units, meter_line
 
 FORMAT = "ledger.invoice/1"
 CHUNK = 10_000  # events tallied at a time: bounds memory, amortises the per-chunk merge
@@ -58,6 +59,7 @@ class InvoiceLine:
     billed_units: Decimal
     unit_price: Decimal
     amount_minor: int
+    forgiven: Decimal = Decimal(0)
 
     @classmethod
     def of(cls, meter_id: str, line: Line) -> InvoiceLine:
@@ -70,6 +72,7 @@ class InvoiceLine:
             line.billed_units,
             line.unit_price,
             line.amount_minor,
+            line.forgiven,
         )
 
 
@@ -83,6 +86,7 @@ class AdjustmentLine:
     credits_applied: Decimal
     billed_units: Decimal
     amount_minor: int
+    forgiven: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +108,11 @@ class Adjustment:
     def is_zero(self) -> bool:
         """Nothing the late events changed shows on an invoice."""
         return not any(
-            line.consumed or line.chargeable or line.credits_applied or line.billed_units
+            line.consumed
+            or line.chargeable
+            or line.credits_applied
+            or line.billed_units
+            or line.forgiven
             for line in self.lines
         )
 
@@ -120,6 +128,8 @@ class Invoice:
     fixed_price_minor: int
     lines: tuple[InvoiceLine, ...]
     adjustments: tuple[Adjustment, ...] = ()
+    draws: tuple[Draw, ...] = ()
+    overage: tuple[Overage, ...] = ()
 
     @property
     def total_minor(self) -> int:
@@ -138,6 +148,8 @@ class Invoice:
             "fixed_price_minor": self.fixed_price_minor,
             "lines": [_line_json(line) for line in sorted(self.lines, key=_by_meter)],
             "adjustments": [_adjustment_json(a) for a in sorted(self.adjustments, key=_order)],
+            "credit_draws": [_draw_json(draw) for draw in self.draws],
+            "credit_overage": [_overage_json(item) for item in self.overage],
             "total_minor": self.total_minor,
         }
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -156,14 +168,22 @@ def fold_invoice(
     *,
     cut: int,
     credits: Mapping[str, Decimal | int] | None = None,
+    grants: Mapping[str, Sequence[Grant]] | None = None,
     adjustments: Iterable[Adjustment] = (),
 ) -> Invoice:
-    """The invoice of ``cycle`` over ``events``; those outside the cycle are ignored."""
+    """The invoice of ``cycle`` over ``events``; those outside the cycle are ignored.
+
+    ``grants`` are the credit grants usable in the cycle per attached entitlement,
+    with their balances before it, drawn on by meters linked to an entitlement
+    (``domain.credits.cover``); ``credits`` gives unlinked meters plain credit units.
+    """
     tallies = cycle_tallies(cycle, price, meters, events)
     consumed = {
         meter_id: tally.result(meters[meter_id].aggregation) for meter_id, tally in tallies.items()
     }
-    return price_cycle(cycle, price, consumed, cut=cut, credits=credits, adjustments=adjustments)
+    return price_cycle(
+        cycle, price, consumed, cut=cut, credits=credits, grants=grants, adjustments=adjustments
+    )
 
 
 def cycle_tallies(
@@ -195,11 +215,15 @@ def price_cycle(
     *,
     cut: int,
     credits: Mapping[str, Decimal | int] | None = None,
+    grants: Mapping[str, Sequence[Grant]] | None = None,
     adjustments: Iterable[Adjustment] = (),
 ) -> Invoice:
     """The invoice of ``cycle`` given each priced meter's measured quantity."""
-    credits = credits or {}
+    credits = dict(credits or {})
     priced = {meter.meter_id for meter in price.meters}
+    links: dict[str, CreditLink] = {m.meter_id: m.credit for m in price.meters if m.credit}
+    if set(credits) & set(links):
+        raise InvoiceMismatchError("a meter linked to a credit entitlement takes no plain credits")
     if set(consumed) != priced or not set(credits) <= priced:
         raise InvoiceMismatchError(
             f"quantities for {sorted(consumed)} and credits for {sorted(credits)} do not "
@@ -210,6 +234,15 @@ def price_cycle(
     carried = tuple(adjustments)
     if any(a.currency != price.currency for a in carried):
         raise InvoiceMismatchError(f"an adjustment in another currency than {price.currency}")
+    chargeable = {
+        m.meter_id: chargeable_units(consumed[m.meter_id], m.free_threshold) for m in price.meters
+    }
+    terms = {t.entitlement_id: t for t in price.credits}
+    coverage, draws = cover(chargeable, links, terms, grants or {})
+    forgiven: dict[str, Decimal | int] = {}
+    for meter_id, covered in coverage.items():
+        credits[meter_id] = covered.credit_units
+        forgiven[meter_id] = covered.forgiven_units
     lines = (
         InvoiceLine.of(
             meter.meter_id,
@@ -218,6 +251,7 @@ def price_cycle(
                 meter.free_threshold,
                 meter.price_per_unit,
                 credits.get(meter.meter_id, 0),
+                forgiven.get(meter.meter_id, 0),
             ),
         )
         for meter in price.meters
@@ -230,6 +264,17 @@ def price_cycle(
         price.fixed_price,
         tuple(sorted(lines, key=_by_meter)),
         carried,
+        draws,
+        tuple(
+            Overage(
+                links[m].entitlement_id,
+                m,
+                c.overage_credits,
+                terms[links[m].entitlement_id].bills_overage,
+            )
+            for m, c in sorted(coverage.items())
+            if c.overage_credits
+        ),
     )
 
 
@@ -257,6 +302,7 @@ def adjustment(old: Invoice, new: Invoice) -> Adjustment:
             _minus(after.credits_applied, before.credits_applied),
             _minus(after.billed_units, before.billed_units),
             after.amount_minor - before.amount_minor,
+            _minus(after.forgiven, before.forgiven),
         )
         for before, after in zip(before_lines, after_lines, strict=True)
     )
@@ -298,6 +344,24 @@ def _adjustment_json(item: Adjustment) -> dict[str, JsonValue]:
         "to_cut": item.to_cut,
         "lines": [_line_json(line) for line in sorted(item.lines, key=_by_meter)],
         "total_minor": item.total_minor,
+    }
+
+
+def _draw_json(draw: Draw) -> dict[str, JsonValue]:
+    return {
+        "credit_entitlement_id": draw.entitlement_id,
+        "meter_id": draw.meter_id,
+        "grant_id": draw.grant_id,
+        "credits": _decimal(draw.credits),
+    }
+
+
+def _overage_json(item: Overage) -> dict[str, JsonValue]:
+    return {
+        "credit_entitlement_id": item.entitlement_id,
+        "meter_id": item.meter_id,
+        "credits": _decimal(item.credits),
+        "billed": "yes" if item.billed else "no",
     }
 
 

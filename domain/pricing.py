@@ -17,7 +17,9 @@ A meter's line (``meter_line``):
 - ``chargeable = max(consumed - free_threshold, 0)``
 - ``credits_applied = min(credit_units, chargeable)``: credits cover usage above
   the free threshold first.
-- ``billed_units = chargeable - credits_applied``
+- ``billed_units = chargeable - credits_applied - forgiven``, where ``forgiven``
+  is usage credits did not cover that the credit entitlement's overage settings
+  say is not billed (``domain.credits``).
 - ``amount_minor = billed_units * price_per_unit``, computed exactly and then
   rounded ONCE to a whole number of minor units with ROUND_HALF_EVEN (banker's
   rounding: a half goes to the even neighbour, so 0.5 -> 0, 1.5 -> 2, 2.5 -> 2).
@@ -40,6 +42,7 @@ from decimal import (
     Overflow,
 )
 
+from domain.credits import CreditLink, CreditTerms
 from domain.cycles import Frequency, Interval
 from domain.errors import InvalidPriceError
 from domain.meter import canonical_number
@@ -107,6 +110,7 @@ class MeterPrice:
     meter_id: str
     price_per_unit: Decimal
     free_threshold: int = 0
+    credit: CreditLink | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.meter_id, str) or not 0 < len(self.meter_id) <= MAX_METER_ID_LENGTH:
@@ -130,9 +134,19 @@ class UsagePrice:
     fixed_price: int
     frequency: Frequency
     meters: tuple[MeterPrice, ...] = ()
+    credits: tuple[CreditTerms, ...] = ()
 
     def __post_init__(self) -> None:
         minor_unit_exponent(self.currency)
+        attached = [terms.entitlement_id for terms in self.credits]
+        if len(set(attached)) != len(attached):
+            raise InvalidPriceError("credit_entitlements: each entitlement may be attached once")
+        for meter in self.meters:
+            if meter.credit is not None and meter.credit.entitlement_id not in attached:
+                raise InvalidPriceError(
+                    f"meters: {meter.meter_id!r} draws on credit entitlement "
+                    f"{meter.credit.entitlement_id!r}, which the product does not attach"
+                )
         _check_integer("fixed_price", self.fixed_price, MAX_AMOUNT_MINOR)
         if len(self.meters) > MAX_METERS:
             raise InvalidPriceError(f"meters: a price has at most {MAX_METERS} meters")
@@ -148,8 +162,12 @@ class UsagePrice:
         interval: Interval,
         count: int,
         meters: Iterable[MeterPrice] = (),
+        credits: Iterable[CreditTerms] = (),
     ) -> UsagePrice:
-        return cls(currency, fixed_price, Frequency(interval, count), tuple(meters))
+        return cls(currency, fixed_price, Frequency(interval, count), tuple(meters), tuple(credits))
+
+    def terms(self, entitlement_id: str) -> CreditTerms | None:
+        return next((t for t in self.credits if t.entitlement_id == entitlement_id), None)
 
     def meter(self, meter_id: str) -> MeterPrice | None:
         return next((meter for meter in self.meters if meter.meter_id == meter_id), None)
@@ -166,6 +184,12 @@ class Line:
     billed_units: Decimal
     unit_price: Decimal
     amount_minor: int
+    forgiven: Decimal = _ZERO
+
+
+def chargeable_units(consumed: Decimal, free_threshold: int) -> Decimal:
+    """What of ``consumed`` lies above the free threshold."""
+    return canonical_number(max(_EXACT.subtract(consumed, free_threshold), _ZERO))
 
 
 def meter_line(
@@ -173,13 +197,21 @@ def meter_line(
     free_threshold: int,
     price_per_unit: Decimal,
     credit_units: Decimal | int = 0,
+    forgiven_units: Decimal | int = 0,
 ) -> Line:
-    """Price ``consumed`` units; ``credit_units`` of credit cover what they can first."""
+    """Price ``consumed`` units; ``credit_units`` of credit cover what they can first.
+
+    ``forgiven_units`` of what credit did not cover are not billed (capped at that).
+    """
     if not _is_count(credit_units):
         raise InvalidPriceError(f"credit units must be a non-negative number, not {credit_units}")
-    chargeable = canonical_number(max(_EXACT.subtract(consumed, free_threshold), _ZERO))
+    if not _is_count(forgiven_units):
+        raise InvalidPriceError(f"forgiven units must be non-negative, not {forgiven_units}")
+    chargeable = chargeable_units(consumed, free_threshold)
     credits_applied = canonical_number(min(Decimal(credit_units), chargeable))
-    billed = canonical_number(_EXACT.subtract(chargeable, credits_applied))
+    uncovered = _EXACT.subtract(chargeable, credits_applied)
+    forgiven = canonical_number(min(Decimal(forgiven_units), uncovered))
+    billed = canonical_number(_EXACT.subtract(uncovered, forgiven))
     amount = round_minor(_EXACT.multiply(billed, price_per_unit))
     return Line(
         canonical_number(consumed),
@@ -189,6 +221,7 @@ def meter_line(
         billed,
         canonical_number(price_per_unit),
         amount,
+        forgiven,
     )
 
 

@@ -13,15 +13,20 @@ documents as shown in responses only (a meter's ``name``, ``description``,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.credit_account import terms_from_wire
+from domain.credits import CreditLink
 from domain.cycles import Interval
-from domain.errors import InvalidPriceError, InvalidProductError
+from domain.errors import InvalidCreditError, InvalidPriceError, InvalidProductError
 from domain.metadata import Metadata
 from domain.pricing import MeterPrice, UsagePrice
 from domain.text import is_storable
@@ -31,6 +36,7 @@ TAX_CATEGORIES = ("digital_products", "saas", "e_book", "edtech")
 MAX_NAME_LENGTH = 255
 MAX_DESCRIPTION_LENGTH = 2000
 MAX_SUBSCRIPTION_YEARS = 20
+_UNITS_TEXT = re.compile(r"(?!0+(\.0*)?$)[0-9]{1,18}(\.[0-9]{1,12})?")
 _PRICE_FIELDS = frozenset(
     {
         "type",
@@ -45,6 +51,7 @@ _PRICE_FIELDS = frozenset(
         "discount_bps",
         "purchasing_power_parity",
         "tax_inclusive",
+        "credit_entitlements",
     }
 )
 _METER_FIELDS = frozenset(
@@ -90,32 +97,14 @@ def parse_usage_price(raw: object) -> tuple[UsagePrice, dict[str, Any]]:
     meters_raw = fields.get("meters") or []
     if not isinstance(meters_raw, list):
         raise InvalidPriceError("price.meters: must be a list")
-    meters: list[MeterPrice] = []
-    wire_meters: list[dict[str, Any]] = []
-    for index, item in enumerate(meters_raw):
-        meter = _object(item, f"price.meters[{index}]", _METER_FIELDS)
-        meter_id = meter.get("meter_id")
-        if not isinstance(meter_id, str) or not is_storable(meter_id):
-            raise InvalidPriceError(f"price.meters[{index}].meter_id: a meter id is required")
-        if meter.get("credit_entitlement_id") is not None:
-            raise InvalidPriceError(
-                f"price.meters[{index}].credit_entitlement_id: credit entitlements are not "
-                "supported yet"
-            )
-        try:
-            priced = MeterPrice.parse(
-                meter_id, meter.get("price_per_unit"), meter.get("free_threshold")
-            )
-        except InvalidPriceError as error:
-            raise InvalidPriceError(f"price.meters[{index}]: {error.message}") from None
-        meters.append(priced)
-        wire_meters.append(
-            {
-                "meter_id": priced.meter_id,
-                "price_per_unit": format(priced.price_per_unit, "f"),
-                "free_threshold": priced.free_threshold,
-            }
-        )
+    meters, wire_meters = _parse_meters(meters_raw)
+    attached_raw = fields.get("credit_entitlements") or []
+    if not isinstance(attached_raw, list):
+        raise InvalidPriceError("credit_entitlements: must be a list")
+    try:
+        attached = [terms_from_wire(item) for item in attached_raw]
+    except (InvalidCreditError, KeyError, TypeError) as error:
+        raise InvalidPriceError(f"credit_entitlements: {error}") from None
     try:
         price = UsagePrice.of(
             currency,
@@ -123,6 +112,7 @@ def parse_usage_price(raw: object) -> tuple[UsagePrice, dict[str, Any]]:
             interval,
             _integer(fields.get("payment_frequency_count"), "payment_frequency_count"),
             meters,
+            attached,
         )
     except InvalidPriceError as error:
         raise InvalidPriceError(f"price.{error.message}") from None
@@ -137,7 +127,54 @@ def parse_usage_price(raw: object) -> tuple[UsagePrice, dict[str, Any]]:
         "tax_inclusive": bool(fields.get("tax_inclusive") or False),
         "meters": wire_meters,
     }
+    if attached_raw:
+        wire["credit_entitlements"] = attached_raw
     return price, wire
+
+
+def _parse_meters(meters_raw: list[Any]) -> tuple[list[MeterPrice], list[dict[str, Any]]]:
+    meters: list[MeterPrice] = []
+    wire_meters: list[dict[str, Any]] = []
+    for index, item in enumerate(meters_raw):
+        meter = _object(item, f"price.meters[{index}]", _METER_FIELDS)
+        meter_id = meter.get("meter_id")
+        if not isinstance(meter_id, str) or not is_storable(meter_id):
+            raise InvalidPriceError(f"price.meters[{index}].meter_id: a meter id is required")
+        try:
+            priced = MeterPrice.parse(
+                meter_id, meter.get("price_per_unit"), meter.get("free_threshold")
+            )
+            link = _credit_link(meter)
+        except (InvalidPriceError, InvalidCreditError) as error:
+            raise InvalidPriceError(f"price.meters[{index}]: {error.message}") from None
+        meters.append(replace(priced, credit=link))
+        wire_meter: dict[str, Any] = {
+            "meter_id": priced.meter_id,
+            "price_per_unit": format(priced.price_per_unit, "f"),
+            "free_threshold": priced.free_threshold,
+        }
+        if link is not None:
+            wire_meter["credit_entitlement_id"] = link.entitlement_id
+            wire_meter["meter_units_per_credit"] = format(link.units_per_credit, "f")
+        wire_meters.append(wire_meter)
+    return meters, wire_meters
+
+
+def _credit_link(meter: Mapping[str, Any]) -> CreditLink | None:
+    entitlement_id = meter.get("credit_entitlement_id")
+    per_credit = meter.get("meter_units_per_credit")
+    if entitlement_id is None:
+        if per_credit is not None:
+            raise InvalidCreditError("meter_units_per_credit needs a credit_entitlement_id")
+        return None
+    if not isinstance(entitlement_id, str) or not is_storable(entitlement_id):
+        raise InvalidCreditError("credit_entitlement_id must be a string")
+    if not isinstance(per_credit, str) or _UNITS_TEXT.fullmatch(per_credit) is None:
+        raise InvalidCreditError(
+            "meter_units_per_credit: a positive decimal string is required with a "
+            "credit_entitlement_id"
+        )
+    return CreditLink(entitlement_id, Decimal(per_credit))
 
 
 def usage_price_of(wire: Mapping[str, Any]) -> UsagePrice:

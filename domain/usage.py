@@ -3,6 +3,11 @@
 The aggregate's id is derived from ``(business, event_id)``, so a second
 recording of the same event collides on the event store's primary key: the
 database, not memory, is what makes ingest idempotent.
+
+A usage event recorded by mistake is voided: a second event on the same
+aggregate says it no longer counts. Nothing is deleted; a void carries the
+recorded event's identity (business, customer, name, timestamp) so that read
+models can find what it affects without loading the aggregate.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import (
+    DomainError,
     InvalidEventIdError,
     InvalidEventNameError,
     InvalidTimestampError,
@@ -24,6 +30,11 @@ from domain.text import is_storable
 
 USAGE_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/usage-event")
 MAX_ID_LENGTH = 255
+MAX_VOID_REASON_LENGTH = 500
+
+
+class InvalidVoidReasonError(DomainError):
+    code = "invalid_void_reason"
 
 
 def usage_event_id(business_id: str, event_id: str) -> UUID:
@@ -43,6 +54,17 @@ class UsageEvent(Aggregate):
         metadata: Metadata
         received_at: datetime
 
+    class Voided(Aggregate.Event):
+        """The event no longer counts. ``timestamp`` (the envelope's) is ``voided_at``."""
+
+        business_id: str
+        event_id: str
+        customer_id: str
+        event_name: str
+        event_timestamp: datetime  # the recorded event's own timestamp
+        voided_at: datetime
+        reason: str | None
+
     @event(Recorded)
     def __init__(
         self,
@@ -61,10 +83,53 @@ class UsageEvent(Aggregate):
         self.timestamp = timestamp
         self.metadata = metadata
         self.received_at = received_at
+        self.voided_at: datetime | None = None
+        self.void_reason: str | None = None
 
     @staticmethod
     def create_id(business_id: str, event_id: str) -> UUID:
         return usage_event_id(business_id, event_id)
+
+    @property
+    def is_voided(self) -> bool:
+        return self.voided_at is not None
+
+    def void(self, reason: str | None, at: datetime) -> None:
+        """Stop the event counting; voiding a voided event changes nothing.
+
+        ``reason`` is free text for people; a blank one is no reason (``None``).
+        """
+        check_void_reason(reason)
+        if self.is_voided:
+            return
+        if reason is not None and not reason.strip():
+            reason = None
+        self._on_voided(
+            business_id=self.business_id,
+            event_id=self.event_id,
+            customer_id=self.customer_id,
+            event_name=self.event_name,
+            event_timestamp=self.timestamp,
+            voided_at=at,
+            reason=reason,
+            timestamp=at,  # else the library would stamp the envelope from the clock
+        )
+
+    @event(Voided)
+    def _on_voided(
+        self,
+        business_id: str,
+        event_id: str,
+        customer_id: str,
+        event_name: str,
+        event_timestamp: datetime,
+        voided_at: datetime,
+        reason: str | None,
+        timestamp: datetime,
+    ) -> None:
+        del business_id, event_id, customer_id, event_name, event_timestamp, timestamp
+        self.voided_at = voided_at
+        self.void_reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +185,17 @@ def check_event_id(event_id: str) -> None:
         raise InvalidEventIdError(f"event_id must be 1 to {MAX_ID_LENGTH} characters, not blank")
     if not is_storable(event_id):
         raise InvalidEventIdError("event_id must not contain the NUL character (U+0000)")
+
+
+def check_void_reason(reason: str | None) -> None:
+    if reason is None:
+        return
+    if len(reason) > MAX_VOID_REASON_LENGTH:
+        raise InvalidVoidReasonError(
+            f"reason must be at most {MAX_VOID_REASON_LENGTH} characters, not {len(reason)}"
+        )
+    if not is_storable(reason):
+        raise InvalidVoidReasonError("reason must not contain the NUL character (U+0000)")
 
 
 def check_event_name(event_name: str) -> None:

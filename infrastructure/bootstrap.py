@@ -13,13 +13,15 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
 from application.billing import finalize_due
+from application.credit_balances import CreditBalanceProjection
 from application.event_index import EventIndexProjection
 from application.follower import BatchProjection, LogFollower
 from application.ledger import Ledger
-from application.ports import EventIndex
+from application.ports import CreditStore, EventIndex
 from application.usage import UsageProjection, UsageStore, log_history
 from domain.invoice_record import InvoiceRecord
 from domain.usage import TimeWindow
+from infrastructure.credit_views import PostgresCreditStore, SQLiteCreditStore
 from infrastructure.keys import KeyStore
 from infrastructure.rebuild import rebuild_usage_in_parallel
 from infrastructure.settings import Settings
@@ -63,6 +65,8 @@ class Container:
     usage: UsageStore
     usage_follower: LogFollower
     keys: KeyStore
+    credits: CreditStore
+    credit_follower: LogFollower
     clock: Callable[[], datetime] = field(default=utc_now)
     _projections: dict[str, Callable[[], BatchProjection]] = field(default_factory=dict)
     _billing_stop: threading.Event = field(default_factory=threading.Event)
@@ -70,7 +74,7 @@ class Container:
 
     @property
     def followers(self) -> tuple[LogFollower, ...]:
-        return (self.follower, self.usage_follower)
+        return (self.follower, self.usage_follower, self.credit_follower)
 
     @property
     def projection_position(self) -> int:
@@ -125,6 +129,8 @@ class Container:
         )
         if name == EventIndexProjection.name:
             self.follower = fresh
+        elif name == CreditBalanceProjection.name:
+            self.credit_follower = fresh
         else:
             self.usage_follower = fresh
         return read + fresh.catch_up(on_batch)
@@ -220,26 +226,47 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         ledger.recorder.create_table()  # type: ignore[attr-defined]
         if isinstance(datastore, PostgresDatastore):
             index = PostgresEventIndex(datastore)
-            usage = PostgresUsageStore(datastore)
+            usage = PostgresUsageStore(datastore, index)
             keys = KeyStore(datastore, "%s", settings.bootstrap_api_key)
         else:
             assert isinstance(datastore, SQLiteDatastore)
             index = SQLiteEventIndex(_projection_datastore(settings, EventIndexProjection.name))
-            usage = SQLiteUsageStore(_projection_datastore(settings, UsageProjection.name))
+            usage = SQLiteUsageStore(_projection_datastore(settings, UsageProjection.name), index)
             keys = KeyStore(datastore, "?", settings.bootstrap_api_key)
+        credits: SQLiteCreditStore | PostgresCreditStore
+        if isinstance(datastore, PostgresDatastore):
+            credits = PostgresCreditStore(datastore)
+        else:
+            path = CreditBalanceProjection.name
+            credits = SQLiteCreditStore(_projection_datastore(settings, path))
         index.create_table()
         usage.create_table()
+        credits.create_table()
     projections: dict[str, Callable[[], BatchProjection]] = {
         EventIndexProjection.name: lambda: EventIndexProjection(
             index, ledger.meter_at, ledger.product_at
         ),
         UsageProjection.name: lambda: UsageProjection(usage, log_history(ledger)),
+        CreditBalanceProjection.name: lambda: CreditBalanceProjection(credits, ledger.account_at),
     }
     poll = settings.follower_poll_seconds
     follower = LogFollower(ledger, projections[EventIndexProjection.name](), poll_interval=poll)
     usage_follower = LogFollower(ledger, projections[UsageProjection.name](), poll_interval=poll)
+    credit_follower = LogFollower(
+        ledger, projections[CreditBalanceProjection.name](), poll_interval=poll
+    )
     return Container(
-        settings, ledger, index, follower, usage, usage_follower, keys, clock, projections
+        settings,
+        ledger,
+        index,
+        follower,
+        usage,
+        usage_follower,
+        keys,
+        credits,
+        credit_follower,
+        clock,
+        projections,
     )
 
 

@@ -3,7 +3,9 @@
 Tallies merge associatively and commutatively, and a meter measures every
 matching event in the log with its current definition. So the usage
 projection at log position ``head`` is: the meters' definitions at ``head``,
-and for each meter the merge of the tallies of disjoint ranges of the log.
+and for each meter the merge of the tallies of disjoint ranges of the log,
+leaving out the events voided at or before ``head`` (a void may lie in another
+range than its event, so the voids are read first, like the definitions).
 Worker processes tally one range each (reading, decoding and measuring are
 CPU-bound and the GIL would serialise threads); the parent merges their
 buckets and writes them with the tracking position ``head`` in one
@@ -16,6 +18,7 @@ import gc
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from uuid import UUID
 
 from application.ledger import Ledger
 from application.usage import (
@@ -47,9 +50,13 @@ def tune_gc_for_batches() -> None:
 
 
 def tally_range(
-    settings: Settings, after: int, stop: int, definitions: list[MeterDefinition]
+    settings: Settings,
+    after: int,
+    stop: int,
+    definitions: list[MeterDefinition],
+    voided: frozenset[UUID] = frozenset(),
 ) -> tuple[int, Tallies]:
-    """In a worker process: the usage events in ``(after, stop]``, counted and tallied."""
+    """In a worker process: the usage events in ``(after, stop]`` but ``voided``, tallied."""
     tune_gc_for_batches()
     ledger = Ledger(
         eventsourcing_env(settings),
@@ -65,7 +72,7 @@ def tally_range(
             yield recorded
 
     try:
-        tallies = tally_history(events(), definitions)  # runs the generator to its end
+        tallies = tally_history(events(), definitions, voided)  # runs the generator to its end
         return counted, tallies
     finally:
         ledger.close()
@@ -85,13 +92,14 @@ def rebuild_usage_in_parallel(
     """
     head = ledger.recorder.max_notification_id() or 0
     definitions = definitions_at(ledger, head)
+    voided = log_history(ledger).voided(head)
     bounds = [head * i // workers for i in range(workers + 1)]
     merged: Tallies = {}
     tallied = 0
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [
-            pool.submit(tally_range, settings, bounds[i], bounds[i + 1], definitions)
+            pool.submit(tally_range, settings, bounds[i], bounds[i + 1], definitions, voided)
             for i in range(workers)
             if bounds[i] < bounds[i + 1]
         ]

@@ -3,13 +3,19 @@
 Decimals are stored as canonical text and merged in Python, never by SQL
 arithmetic (SQLite would turn them into floats). Rows and the log position are
 written in one transaction through eventsourcing's tracking recorders.
+
+After a void, the projection recounts the hours it touched from the event
+index (``counted_in_hours``): on PostgreSQL its tables are in the same
+database; on SQLite it is the projection file beside this one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -19,11 +25,26 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.ports import PositionMovedError
-from application.usage import BucketKey, MeterDefinition, UsageChanges
+from application.event_index import EventIndexProjection
+from application.ports import PositionMovedError, UsageEventView
+from application.usage import (
+    BucketKey,
+    HourKey,
+    IndexBehindError,
+    MeterDefinition,
+    UsageChanges,
+    UsageProjection,
+)
 from domain.meter import Last, Tally
 from infrastructure.codec import from_micros, to_micros
-from infrastructure.views import reset_tables
+from infrastructure.views import (
+    EventIndexSQL,
+    PostgresEventIndex,
+    SQLiteEventIndex,
+    reset_tables,
+)
+
+INDEX_WAIT_SECONDS = 10.0  # how long a recount waits for the event index to reach its batch
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS usage_meters ("
@@ -49,6 +70,10 @@ UPSERT_BUCKET = (
     "minimum = excluded.minimum, last_ts = excluded.last_ts, "
     "last_event_id = excluded.last_event_id, last_value = excluded.last_value, "
     "distinct_values = excluded.distinct_values"
+)
+DELETE_BUCKET = (
+    "DELETE FROM usage_buckets "
+    "WHERE business_id = ? AND meter_id = ? AND customer_id = ? AND hour = ?"
 )
 UPSERT_METER = (
     "INSERT INTO usage_meters (aggregate_id, business_id, meter_id, definition) "
@@ -100,6 +125,7 @@ class UsageSQL:
     mark = "?"
     datastore: Any
     drop_statements: tuple[str, ...] = DROP
+    _index: EventIndexSQL | None = None
 
     if TYPE_CHECKING:  # provided by the library's tracking recorder
 
@@ -180,7 +206,35 @@ class UsageSQL:
                     for (customer, hour), tally in buckets.items()
                 )
                 self._insert_new(curs, rows)
+            if changes.recounted:
+                self._write_recounted(curs, changes.recounted)
             self._insert_tracking(curs, tracking)
+
+    def _write_recounted(self, curs: Any, recounted: dict[BucketKey, Tally]) -> None:
+        kept = [bucket_row(k, t) for k, t in recounted.items() if t.count]
+        gone = [(b, m, c, to_micros(h)) for (b, m, c, h), t in recounted.items() if not t.count]
+        if kept:
+            curs.executemany(self._q(UPSERT_BUCKET), kept)
+        if gone:
+            curs.executemany(self._q(DELETE_BUCKET), gone)
+
+    def _event_index(self) -> EventIndexSQL:
+        raise NotImplementedError
+
+    def counted_in_hours(
+        self, hours: Collection[HourKey], up_to: int, application_name: str
+    ) -> dict[HourKey, list[UsageEventView]]:
+        index = self._event_index()
+        deadline = time.monotonic() + INDEX_WAIT_SECONDS
+        while (found := index.counted_in_hours(hours, up_to, application_name)) is None:
+            if time.monotonic() > deadline:
+                raise IndexBehindError(
+                    f"the event index has not reached position {up_to} in "
+                    f"{INDEX_WAIT_SECONDS:g} s; the usage projection waits for it to recount "
+                    "the hours a void touched (is the event index projection running?)"
+                )
+            time.sleep(0.02)
+        return found
 
     def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         """Insert buckets known not to exist (their meter's rows were just deleted)."""
@@ -244,8 +298,16 @@ class UsageSQL:
 
 
 class SQLiteUsageStore(UsageSQL, SQLiteTrackingRecorder):
-    def __init__(self, datastore: SQLiteDatastore) -> None:
+    def __init__(self, datastore: SQLiteDatastore, index: SQLiteEventIndex | None = None) -> None:
         super().__init__(datastore)
+        self._index = index
+
+    def _event_index(self) -> EventIndexSQL:
+        if self._index is None:
+            self._index = SQLiteEventIndex(
+                SQLiteDatastore(index_path_beside(self.datastore.pool.db_name), lock_timeout=30)
+            )
+        return self._index
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *TABLES]
@@ -265,6 +327,25 @@ class PostgresUsageStore(UsageSQL, PostgresTrackingRecorder):
             for row in rows:
                 copy.write_row(row)
 
-    def __init__(self, datastore: PostgresDatastore) -> None:
+    def __init__(
+        self, datastore: PostgresDatastore, index: PostgresEventIndex | None = None
+    ) -> None:
         super().__init__(datastore, tracking_table_name="usage_tracking")
         self.sql_create_statements.extend(SQL(t).format() for t in TABLES)
+        self._index = index
+
+    def _event_index(self) -> EventIndexSQL:
+        if self._index is None:
+            self._index = PostgresEventIndex(self.datastore)  # same database
+        return self._index
+
+
+def index_path_beside(usage_path: str) -> str:
+    """The event index's SQLite file next to the usage projection's.
+
+    Each projection's file is the store's name with the projection's inserted
+    before the suffix (``infrastructure.store.projection_sqlite_path``).
+    """
+    path = Path(usage_path)
+    stem = path.stem.removesuffix(f".{UsageProjection.name}")
+    return str(path.with_name(f"{stem}.{EventIndexProjection.name}{path.suffix}"))

@@ -3,17 +3,22 @@
 Rows and the log position they reflect are written in one transaction through
 eventsourcing's tracking recorders, so replaying a batch never doubles a row.
 The SQL is shared; only placeholders and table creation differ per store.
+
+Voids have a table of their own (a usage row is never rewritten), each with the
+log position of the void: an event counts at a position if it was recorded at
+or before it and not voided at or before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
 from application.ports import (
@@ -27,7 +32,9 @@ from application.ports import (
     ProductQuery,
     ProductView,
     UsageEventView,
+    VoidView,
 )
+from domain.meter import UsageRecord
 from infrastructure.codec import (
     decode_invoice,
     decode_metadata,
@@ -51,6 +58,9 @@ TABLES = (
     "ON event_index_usage (business_id, customer_id, ts)",
     "CREATE INDEX IF NOT EXISTS event_index_usage_by_name "
     "ON event_index_usage (business_id, event_name, ts)",
+    "CREATE TABLE IF NOT EXISTS event_index_voids ("
+    "business_id TEXT NOT NULL, event_id TEXT NOT NULL, position BIGINT NOT NULL, "
+    "voided_at BIGINT NOT NULL, reason TEXT, PRIMARY KEY (business_id, event_id))",
     "CREATE TABLE IF NOT EXISTS event_index_customers ("
     "business_id TEXT NOT NULL, customer_id TEXT NOT NULL, email TEXT NOT NULL, "
     "name TEXT NOT NULL, phone_number TEXT, metadata TEXT NOT NULL, "
@@ -80,6 +90,19 @@ INSERT_USAGE = (
     "(business_id, event_id, customer_id, event_name, ts, metadata, position) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
+INSERT_VOID = (
+    "INSERT INTO event_index_voids (business_id, event_id, position, voided_at, reason) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+# A usage row with its void, if any: ``v.position IS NULL`` means not voided.
+USAGE_FROM = (
+    "event_index_usage u LEFT JOIN event_index_voids v "
+    "ON v.business_id = u.business_id AND v.event_id = u.event_id"
+)
+USAGE_COLUMNS = "u.business_id, u.event_id, u.customer_id, u.event_name, u.ts, u.metadata"
+RECORD_COLUMNS = "u.ts, u.event_id, u.event_name, u.metadata"  # a meter's UsageRecord
+# An event counts at position ``?`` (twice): recorded by then, not voided by then.
+COUNTED_AT = "u.position <= ? AND (v.position IS NULL OR v.position > ?)"
 UPSERT_METER = (
     "INSERT INTO event_index_meters (business_id, meter_id, archived, created_at, state) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_id, meter_id) DO UPDATE SET "
@@ -102,9 +125,11 @@ INSERT_CUSTOMER = (
 )
 
 
+STREAM_ROWS = 10_000  # rows a streamed scan holds at a time
 MIGRATION_MARKER = "__migration__"  # the library's own row in each tracking table
 DROP = (
     "DROP TABLE IF EXISTS event_index_usage",
+    "DROP TABLE IF EXISTS event_index_voids",
     "DROP TABLE IF EXISTS event_index_customers",
     "DROP TABLE IF EXISTS event_index_meters",
     "DROP TABLE IF EXISTS event_index_products",
@@ -138,6 +163,7 @@ class EventIndexSQL:
         products: Sequence[ProductView],
         invoices: Sequence[InvoiceView],
         tracking: Tracking,
+        voids: Sequence[tuple[int, VoidView]] = (),
     ) -> None:
         usage_rows = [
             (
@@ -170,6 +196,14 @@ class EventIndexSQL:
         with self.datastore.transaction(commit=True) as curs:
             if usage_rows:
                 curs.executemany(self._q(INSERT_USAGE), usage_rows)
+            if voids:
+                curs.executemany(
+                    self._q(INSERT_VOID),
+                    [
+                        (v.business_id, v.event_id, position, to_micros(v.voided_at), v.reason)
+                        for position, v in voids
+                    ],
+                )
             if customer_rows:
                 curs.executemany(self._q(INSERT_CUSTOMER), customer_rows)
             if meter_rows:
@@ -213,30 +247,27 @@ class EventIndexSQL:
         return [decode_meter(row[0]) for row in self._fetch(statement, params)]
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]:
-        where: list[str] = ["business_id = ?"]
+        where: list[str] = ["u.business_id = ?"]
         params: list[object] = [query.business_id]
         for column, value in (("customer_id", query.customer_id), ("event_name", query.event_name)):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"u.{column} = ?")
                 params.append(value)
         if query.start is not None:
-            where.append("ts >= ?")
+            where.append("u.ts >= ?")
             params.append(to_micros(query.start))
         if query.end is not None:
-            where.append("ts < ?")
+            where.append("u.ts < ?")
             params.append(to_micros(query.end))
+        if query.voided is not None:
+            where.append(f"v.position IS {'NOT ' if query.voided else ''}NULL")
         statement = (
-            "SELECT business_id, event_id, customer_id, event_name, ts, metadata "  # noqa: S608
-            f"FROM event_index_usage WHERE {' AND '.join(where)} "
-            "ORDER BY ts DESC, event_id DESC LIMIT ? OFFSET ?"
+            f"SELECT {USAGE_COLUMNS}, v.voided_at, v.reason FROM {USAGE_FROM} "  # noqa: S608
+            f"WHERE {' AND '.join(where)} "
+            "ORDER BY u.ts DESC, u.event_id DESC LIMIT ? OFFSET ?"
         )
         params += [query.page_size, query.page_number * query.page_size]
-        return [
-            UsageEventView(
-                row[0], row[1], row[2], row[3], from_micros(row[4]), decode_metadata(row[5])
-            )
-            for row in self._fetch(statement, params)
-        ]
+        return [usage_of(row) for row in self._fetch(statement, params)]
 
     def list_products(self, query: ProductQuery) -> list[ProductView]:
         statement = (
@@ -276,29 +307,118 @@ class EventIndexSQL:
         end: datetime,
         up_to: int | None = None,
     ) -> list[UsageEventView]:
-        """Every event of a name in ``[start, end)``, unpaged: a meter's partial hours.
+        """Every event of a name in ``[start, end)`` that counts, unpaged.
 
-        With ``up_to``, only events at log positions up to it: the cycle as a fold
-        at that cut saw it.
+        With ``up_to``, as a fold at that cut saw them: recorded at a position up
+        to it and not voided at one; without, every event not voided.
         """
+        with self.datastore.transaction(commit=False) as curs:
+            return self._scan(curs, business_id, event_name, customer_id, start, end, up_to)
+
+    def stream_records(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        up_to: int | None = None,
+    ) -> Iterator[UsageRecord]:
+        """What ``scan_events`` selects, as (timestamp, event_id, event_name, metadata),
+        ``STREAM_ROWS`` rows at a time: memory stays flat in the number of events.
+
+        On PostgreSQL through a server-side cursor; on SQLite by ``fetchmany``.
+        The read transaction stays open until the iterator is exhausted or closed.
+        """
+        statement, params = self._scan_query(
+            business_id, event_name, customer_id, start, end, up_to, RECORD_COLUMNS
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            if self.mark == "?":
+                cursor = getattr(curs, "sqlite_cursor", curs)  # the library wraps sqlite3's
+                cursor.execute(statement, params)
+                fetch = cursor.fetchmany
+            else:
+                cursor = curs.connection.cursor(
+                    name="stream_records", binary=True, row_factory=tuple_row
+                )
+                cursor.execute(statement, params)
+                fetch = cursor.fetchmany
+            try:
+                while rows := fetch(STREAM_ROWS):
+                    for ts, event_id, name, metadata in rows:
+                        yield from_micros(ts), event_id, name, decode_metadata(metadata)
+            finally:
+                if self.mark != "?":
+                    cursor.close()
+
+    def _scan_query(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        up_to: int | None,
+        columns: str = "",
+    ) -> tuple[Any, list[object]]:
         statement = (
-            "SELECT business_id, event_id, customer_id, event_name, ts, metadata "
-            "FROM event_index_usage WHERE business_id = ? AND event_name = ? "
-            "AND ts >= ? AND ts < ?"
+            f"SELECT {columns or USAGE_COLUMNS} FROM {USAGE_FROM} "  # noqa: S608
+            "WHERE u.business_id = ? AND u.event_name = ? AND u.ts >= ? AND u.ts < ?"
         )
         params: list[object] = [business_id, event_name, to_micros(start), to_micros(end)]
         if customer_id is not None:
-            statement += " AND customer_id = ?"
+            statement += " AND u.customer_id = ?"
             params.append(customer_id)
-        if up_to is not None:
-            statement += " AND position <= ?"
-            params.append(up_to)
-        return [
-            UsageEventView(
-                row[0], row[1], row[2], row[3], from_micros(row[4]), decode_metadata(row[5])
+        if up_to is None:
+            statement += " AND v.position IS NULL"
+        else:
+            statement += f" AND {COUNTED_AT}"
+            params += [up_to, up_to]
+        return self._q(statement), params
+
+    def _scan(
+        self,
+        curs: Any,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        up_to: int | None,
+    ) -> list[UsageEventView]:
+        statement, params = self._scan_query(
+            business_id, event_name, customer_id, start, end, up_to
+        )
+        curs.execute(statement, params)
+        return [usage_of(row) for row in _tuples(curs)]
+
+    def counted_in_hours(
+        self,
+        hours: Collection[tuple[str, str, str, datetime]],
+        up_to: int,
+        application_name: str,
+    ) -> dict[tuple[str, str, str, datetime], list[UsageEventView]] | None:
+        """The events that count at ``up_to`` in each (business, event name, customer, hour).
+
+        ``None`` when the index has not reached ``up_to`` yet: its rows would not
+        be complete. Position and rows are read in one transaction.
+        """
+        table = getattr(self, "tracking_table_name", "tracking")
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._q(
+                    f"SELECT MAX(notification_id) FROM {table} WHERE application_name = ?"  # noqa: S608
+                ),
+                (application_name,),
             )
-            for row in self._fetch(statement, params)
-        ]
+            rows = _tuples(curs)
+            if not rows or rows[0][0] is None or rows[0][0] < up_to:
+                return None
+            return {
+                key: self._scan(curs, key[0], key[1], key[2], key[3], key[3] + _HOUR, up_to)
+                for key in hours
+            }
 
     def list_customers(self, query: CustomerQuery) -> list[CustomerView]:
         where: list[str] = ["business_id = ?"]
@@ -331,10 +451,31 @@ class EventIndexSQL:
     def _fetch(self, statement: str, params: list[object]) -> list[Sequence[Any]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self._q(statement), params)
-            return [
-                tuple(row) if not isinstance(row, dict) else tuple(row.values())
-                for row in curs.fetchall()
-            ]
+            return _tuples(curs)
+
+
+_HOUR = timedelta(hours=1)
+
+
+def _tuples(curs: Any) -> list[Sequence[Any]]:
+    return [
+        tuple(row) if not isinstance(row, dict) else tuple(row.values()) for row in curs.fetchall()
+    ]
+
+
+def usage_of(row: Sequence[Any]) -> UsageEventView:
+    """A usage event from its index row: six columns, then the void's two, if selected."""
+    voided_at = row[6] if len(row) > 6 else None
+    return UsageEventView(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        from_micros(row[4]),
+        decode_metadata(row[5]),
+        None if voided_at is None else from_micros(voided_at),
+        row[7] if voided_at is not None else None,
+    )
 
 
 def reset_tables(store: Any) -> None:

@@ -1,4 +1,8 @@
-"""Usage events: ``POST /events/ingest``, ``GET /events/{id}``, ``GET /events``."""
+"""Usage events: ``POST /events/ingest``, ``GET /events/{id}``, ``GET /events``.
+
+Our extension: ``POST /events/{id}/void`` voids an event (it stops counting;
+nothing is deleted), and every event read says whether it is voided.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,19 @@ from typing import Annotated, Any
 import anyio
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import MethodNotAllowedException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, business_of, container_of, moment
 from api.schemas import (
     DuplicateRead,
-    EventRead,
     IngestCreate,
     IngestRead,
     Page,
     RejectedRead,
+    UsageEventRead,
+    VoidCreate,
     decode,
 )
 from application.ledger import EventInput, IngestOutcome
@@ -29,6 +35,7 @@ from domain.meter import MeterSpec
 from infrastructure.keys import Principal
 
 _SCAN = 1000  # index rows read per step when a meter's filter picks the events
+_VOID = "/void"
 EventPageSize = Annotated[
     int, QueryParameter(ge=1, le=1000, description="items per page, 1 to 1000")
 ]
@@ -51,14 +58,17 @@ def metadata_of(raw: msgspec.Raw) -> Any:
         return UnreadableMetadata("nested too deeply")
 
 
-def event_read(view: UsageEventView) -> EventRead:
-    return EventRead(
+def event_read(view: UsageEventView) -> UsageEventRead:
+    return UsageEventRead(
         business_id=view.business_id,
         customer_id=view.customer_id,
         event_id=view.event_id,
         event_name=view.event_name,
         timestamp=view.timestamp,
         metadata=view.metadata,
+        voided=view.voided,
+        voided_at=view.voided_at,
+        void_reason=view.void_reason,
     )
 
 
@@ -99,9 +109,35 @@ class EventController(Controller):
 
     # A path parameter, so an event_id holding '/' (sent as %2F) is found too.
     @get("/{event_id:path}", summary="Retrieve a usage event", sync_to_thread=True)
-    def retrieve(self, request: Request[Principal, Any, Any], event_id: FromPath[str]) -> EventRead:
+    def retrieve(
+        self, request: Request[Principal, Any, Any], event_id: FromPath[str]
+    ) -> UsageEventRead:
         event_id = event_id.removeprefix("/")
         view = container_of(request).ledger.usage_event(business_of(request), event_id)
+        return event_read(view)
+
+    # POST /events/{event_id}/void: the same path parameter as GET, so that ids
+    # holding '/' work; the last "/void" is the action, the rest the event id.
+    @post(
+        "/{event_id:path}",
+        status_code=200,
+        summary="Void a usage event (our extension: POST /events/{event_id}/void); idempotent",
+    )
+    async def void(
+        self, request: Request[Principal, Any, Any], event_id: FromPath[str]
+    ) -> UsageEventRead:
+        path = event_id.removeprefix("/")
+        if not path.endswith(_VOID):
+            raise MethodNotAllowedException(f"POST is allowed only on /events/{{event_id}}{_VOID}")
+        body = await request.body()
+        data = decode(body, VoidCreate) if body.strip() else VoidCreate()
+        container = container_of(request)
+        business = business_of(request)
+        view = await anyio.to_thread.run_sync(
+            lambda: container.ledger.void_usage_event(
+                business, path.removesuffix(_VOID), reason=data.reason, now=container.clock()
+            )
+        )
         return event_read(view)
 
     @get("/", summary="List usage events, newest first", sync_to_thread=True)
@@ -115,7 +151,8 @@ class EventController(Controller):
         start: FromQuery[str | None] = None,
         end: FromQuery[str | None] = None,
         meter_id: FromQuery[str | None] = None,
-    ) -> Page[EventRead]:
+        voided: FromQuery[bool | None] = None,
+    ) -> Page[UsageEventRead]:
         container = container_of(request)
         business = business_of(request)
         query = EventQuery(
@@ -126,6 +163,7 @@ class EventController(Controller):
             end=moment(end),
             page_number=page_number,
             page_size=page_size,
+            voided=voided,
         )
         if meter_id is not None:
             spec = container.ledger.meter_spec(business, meter_id)
@@ -138,15 +176,24 @@ class EventController(Controller):
 
 
 def events_counted(index: EventIndex, query: EventQuery, spec: MeterSpec) -> list[UsageEventView]:
-    """One page of the events ``spec`` counts, newest first, among those ``query`` selects."""
-    if query.event_name not in (None, spec.event_name):
+    """One page of the events ``spec`` counts, newest first, among those ``query`` selects.
+
+    A voided event counts for no meter.
+    """
+    if query.event_name not in (None, spec.event_name) or query.voided:
         return []
     wanted = range(query.page_number * query.page_size, (query.page_number + 1) * query.page_size)
     found: list[UsageEventView] = []
     matched, chunk = 0, 0
     while True:
         batch = index.list_events(
-            replace(query, event_name=spec.event_name, page_number=chunk, page_size=_SCAN)
+            replace(
+                query,
+                event_name=spec.event_name,
+                page_number=chunk,
+                page_size=_SCAN,
+                voided=False,
+            )
         )
         for view in batch:
             if spec.measure(view.event_name, view.metadata) is None:

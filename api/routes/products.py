@@ -14,11 +14,45 @@ from application.errors import InvalidRequestError
 from application.ports import ProductQuery, ProductView
 from infrastructure.keys import Principal
 
-UPDATABLE = frozenset({"name", "description", "tax_category", "metadata", "price"})
+UPDATABLE = frozenset(
+    {"name", "description", "tax_category", "metadata", "price", "credit_entitlements"}
+)
+MAPPING_FIELDS = (
+    "credit_entitlement_id",
+    "credit_entitlement_name",
+    "credit_entitlement_unit",
+    "credits_amount",
+    "overage_behavior",
+    "overage_enabled",
+    "proration_behavior",
+    "rollover_enabled",
+    "currency",
+    "expires_after_days",
+    "low_balance_threshold_percent",
+    "max_rollover_count",
+    "overage_limit",
+    "price_per_unit",
+    "rollover_percentage",
+    "rollover_timeframe_count",
+    "rollover_timeframe_interval",
+)
 
 
 def wire_price(view: ProductView) -> dict[str, Any]:
-    return {**view.price, "discount": 0, "purchasing_power_parity": False}
+    price = {k: v for k, v in view.price.items() if k != "credit_entitlements"}
+    return {**price, "discount": 0, "purchasing_power_parity": False}
+
+
+def credit_mappings(view: ProductView) -> list[dict[str, Any]]:
+    """The SDK's ``CreditEntitlementMappingResponse`` of each attached entitlement."""
+    return [
+        {
+            "id": f"{view.product_id}:{item['credit_entitlement_id']}",
+            **{field: item.get(field) for field in MAPPING_FIELDS},
+            "trial_credits_expire_after_trial": False,
+        }
+        for item in view.price.get("credit_entitlements", [])
+    ]
 
 
 def product_read(view: ProductView) -> ProductRead:
@@ -26,7 +60,7 @@ def product_read(view: ProductView) -> ProductRead:
         brand_id=view.business_id,
         business_id=view.business_id,
         created_at=view.created_at,
-        credit_entitlements=[],
+        credit_entitlements=credit_mappings(view),
         entitlements=[],
         is_recurring=True,
         license_key_enabled=False,
@@ -66,10 +100,6 @@ class ProductController(Controller):
     @post("/", status_code=200, summary="Create a product with a usage-based price")
     async def create(self, request: Request[Principal, Any, Any]) -> ProductRead:
         data = decode(await request.body(), ProductCreate)
-        if data.credit_entitlements:
-            raise InvalidRequestError(
-                "credit_entitlements are not supported yet", path="$.credit_entitlements"
-            )
         container = container_of(request)
         view = await anyio.to_thread.run_sync(
             lambda: container.ledger.create_product(
@@ -80,6 +110,7 @@ class ProductController(Controller):
                 metadata=data.metadata,
                 price=data.price,
                 now=container.clock(),
+                credit_entitlements=data.credit_entitlements,
             )
         )
         return product_read(view)
@@ -105,7 +136,7 @@ class ProductController(Controller):
                 + ", ".join(sorted(UPDATABLE)),
                 path=f"$.{unknown[0]}",
             )
-        for required in ("name", "tax_category", "price"):
+        for required in ("name", "tax_category", "price", "credit_entitlements"):
             if required in changes and changes[required] is None:
                 raise InvalidRequestError(f"{required} cannot be null", path=f"$.{required}")
         container = container_of(request)

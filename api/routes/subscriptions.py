@@ -1,5 +1,5 @@
 """Subscriptions: create (with an optional past start), retrieve, cancel at period end,
-and the open cycle's invoice preview."""
+the open cycle's invoice preview and the usage history of every cycle."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 import anyio
 import msgspec
 from litestar import Controller, Request, get, patch, post
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
 from api.response import ExactJSONResponse
-from api.routes.common import business_of, container_of, moment
-from api.schemas import decode
+from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
+from api.schemas import Page, UsageHistoryMeterRead, UsageHistoryRead, decode
 from application.billing import invoice_document, invoice_preview
 from application.errors import InvalidRequestError
 from application.subscriptions import (
@@ -21,6 +21,7 @@ from application.subscriptions import (
     set_cancel_at_period_end,
     subscription,
 )
+from application.usage_history import CycleUsage, UsageHistoryQuery, usage_history
 from infrastructure.bootstrap import Container
 from infrastructure.keys import Principal
 
@@ -155,6 +156,26 @@ def subscription_read(container: Container, view: SubscriptionView) -> dict[str,
     }
 
 
+def usage_history_read(cycle: CycleUsage) -> UsageHistoryRead:
+    return UsageHistoryRead(
+        start_date=cycle.start,
+        end_date=cycle.end,
+        meters=[
+            UsageHistoryMeterRead(
+                id=m.meter_id,
+                name=m.name,
+                consumed_units=m.consumed_units,
+                chargeable_units=m.chargeable_units,
+                free_threshold=m.free_threshold,
+                price_per_unit=m.price_per_unit,
+                currency=m.currency,
+                total_price=m.total_price,
+            )
+            for m in cycle.meters
+        ],
+    )
+
+
 class SubscriptionController(Controller):
     path = "/subscriptions"
     tags = ["subscriptions"]  # noqa: RUF012
@@ -270,3 +291,38 @@ class SubscriptionController(Controller):
             cut=cut,
         )
         return ExactJSONResponse(invoice_document(found, invoice))
+
+    @get(
+        "/{subscription_id:str}/usage-history",
+        summary="Each billing cycle's metered usage, newest cycle first",
+        sync_to_thread=True,
+    )
+    def retrieve_usage_history(
+        self,
+        request: Request[Principal, Any, Any],
+        subscription_id: FromPath[str],
+        page_number: PageNumber = 0,
+        page_size: PageSize = 10,
+        start_date: FromQuery[str | None] = None,
+        end_date: FromQuery[str | None] = None,
+        meter_id: FromQuery[str | None] = None,
+    ) -> Page[UsageHistoryRead]:
+        container = container_of(request)
+        query = UsageHistoryQuery(
+            business_of(request),
+            subscription_id,
+            moment(start_date),
+            moment(end_date),
+            meter_id,
+            page_number,
+            page_size,
+        )
+        container.wait_for_reads()
+        history = usage_history(
+            container.ledger,
+            container.event_index,
+            query,
+            now=container.clock(),
+            cut=container.follower.position,
+        )
+        return Page(items=[usage_history_read(cycle) for cycle in history])

@@ -139,10 +139,15 @@ BAD_CREATES = {
     "tax-category": ({"tax_category": "food", "price": price()}, 422, "invalid_product"),
     "blank-name": ({"name": "  ", "price": price()}, 422, "invalid_product"),
     "unknown-field": ({"price": price(), "colour": "red"}, 422, "invalid_request"),
-    "credit-entitlements": (
+    "unknown-credit-entitlement": (
         {"price": price(), "credit_entitlements": [{"credit_entitlement_id": "x"}]},
         422,
-        "invalid_request",
+        "invalid_credit",
+    ),
+    "credits-inside-price": (
+        {"price": price(credit_entitlements=[{"credit_entitlement_id": "x"}])},
+        422,
+        "invalid_price",
     ),
     "price-not-object": ({"price": "10 USD"}, 422, "invalid_price"),
 }

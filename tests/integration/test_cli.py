@@ -132,16 +132,23 @@ def test_projections_status_and_rebuild(settings: Settings, container: Container
     )
     container.follower.catch_up()
     behind = json.loads(ledger("projections", "status", "--json", env=env).stdout)
-    assert {(p["name"], p["behind"]) for p in behind} == {("event_index", 0), ("usage", 1)}
+    assert {(p["name"], p["behind"]) for p in behind} == {
+        ("event_index", 0),
+        ("usage", 1),
+        ("credit_balances", 1),
+    }
 
     result = ledger("projections", "rebuild", "usage", env=env)
     assert result.returncode == 0, result.stderr
     table = ledger("projections", "status", env=env).stdout.splitlines()
     assert table[0].split() == ["projection", "position", "log", "head", "behind"]
-    assert [line.split()[0] for line in table[1:]] == ["event_index", "usage"]
-    assert all(line.split()[-1] == "0" for line in table[1:])
+    assert [line.split()[0] for line in table[1:]] == ["event_index", "usage", "credit_balances"]
+    behind_now = {line.split()[0]: line.split()[-1] for line in table[1:]}
+    assert behind_now == {"event_index": "0", "usage": "0", "credit_balances": "1"}
 
     assert ledger("projections", "rebuild", env=env).returncode == 0
+    table = ledger("projections", "status", env=env).stdout.splitlines()
+    assert all(line.split()[-1] == "0" for line in table[1:])
     [listed] = container.event_index.list_customers(CustomerQuery("default"))
     assert listed.customer_id == customer.customer_id
 

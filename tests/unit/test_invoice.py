@@ -133,11 +133,12 @@ def test_canonical_bytes_are_sorted_compact_json_with_canonical_decimals() -> No
     sms = [(start, f"s{i}", "sms.sent", {}) for i in range(7)]
     invoice = fold_invoice(Cycle(0, start, start + timedelta(days=28)), price, SPECS, sms, cut=9)
     expected = (
-        '{"adjustments":[],"currency":"USD",'
+        '{"adjustments":[],"credit_draws":[],"credit_overage":[],"currency":"USD",'
         '"cut":9,"cycle":{"end":"2026-02-28T12:00:00.250000Z","start":"2026-01-31T12:00:00.250000Z"},'
         '"fixed_price_minor":500,"format":"ledger.invoice/1","lines":[{"amount_minor":2,'
         '"billed_units":"5","chargeable":"5","consumed":"7","credits_applied":"0",'
-        '"free_threshold":2,"meter_id":"sms","unit_price":"0.5"}],"total_minor":502}'
+        '"forgiven":"0","free_threshold":2,"meter_id":"sms","unit_price":"0.5"}],'
+        '"total_minor":502}'
     )
     assert invoice.canonical_bytes() == expected.encode()
     assert invoice.sha256 == hashlib.sha256(expected.encode()).hexdigest()

@@ -1,0 +1,405 @@
+"""Credits: entitlements, each customer's account, and the grants cycles give.
+
+Every change is an event on a ``CreditAccount`` (``domain.credit_account``);
+this module decides when they happen:
+
+- a subscription's cycle grants each entitlement its product attaches (at the
+  cycle's start, with the price in force then) ``credits_amount`` credits,
+  expiring at the cycle's end, or ``expires_after_days`` after its start;
+- a cycle's invoice draws on the grants usable in it (``usable_grants``), and
+  its finalization records the draws and the overage on the account (``settle``);
+- a grant past its expiry is ended by the billing loop, rolling over what the
+  terms allow into a grant that lasts one more cycle (or the rollover timeframe);
+- manual ledger entries credit (a new grant) or debit (in the drawdown order).
+
+Saving an account retries on a concurrent write: every command is idempotent
+(deterministic grant ids, one settlement per invoice, idempotency keys).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from application.errors import ConflictRetryExhaustedError, NotFoundError
+from application.ledger import Ledger
+from domain.credit_account import (
+    CreditAccount,
+    CreditEntitlement,
+    LedgerEntry,
+    account_aggregate_id,
+    cycle_grant_id,
+    entitlement_aggregate_id,
+    parse_entitlement,
+)
+from domain.credits import CreditTerms, Grant
+from domain.cycles import Cycle, cycle
+from domain.errors import InvalidCreditError
+from domain.metadata import validate_metadata
+from domain.pricing import UsagePrice
+from domain.subscription import Subscription
+
+T = TypeVar("T")
+MAX_SAVE_ATTEMPTS = 8
+ENTITLEMENT_TOPIC = get_topic(CreditEntitlement.Created)
+ACCOUNT_TOPIC = get_topic(CreditAccount.Opened)
+
+
+def create_entitlement(
+    ledger: Ledger, business_id: str, raw: Mapping[str, Any], now: datetime
+) -> CreditEntitlement:
+    entitlement = CreditEntitlement(
+        business_id=business_id,
+        entitlement_id=f"cet_{secrets.token_hex(12)}",
+        settings=parse_entitlement(raw),
+        created_at=now,
+    )
+    ledger.save(entitlement)
+    return entitlement
+
+
+def load_entitlement(ledger: Ledger, business_id: str, entitlement_id: str) -> CreditEntitlement:
+    try:
+        found: CreditEntitlement = ledger.repository.get(
+            entitlement_aggregate_id(business_id, entitlement_id)
+        )
+    except AggregateNotFoundError:
+        raise NotFoundError(f"credit entitlement {entitlement_id!r} not found") from None
+    return found
+
+
+def entitlements(ledger: Ledger, business_id: str) -> list[CreditEntitlement]:
+    """The business's entitlements, newest first."""
+    found = [
+        load_entitlement(ledger, created.business_id, created.entitlement_id)
+        for created in _created(ledger, ENTITLEMENT_TOPIC, CreditEntitlement.Created)
+        if created.business_id == business_id
+    ]
+    return found[::-1]
+
+
+def load_account(
+    ledger: Ledger, business_id: str, entitlement_id: str, customer_id: str
+) -> CreditAccount | None:
+    try:
+        account: CreditAccount = ledger.repository.get(
+            account_aggregate_id(business_id, entitlement_id, customer_id)
+        )
+    except AggregateNotFoundError:
+        return None
+    return account
+
+
+def change_account(
+    ledger: Ledger,
+    business_id: str,
+    entitlement_id: str,
+    customer_id: str,
+    at: datetime,
+    command: Callable[[CreditAccount], T],
+) -> tuple[CreditAccount, T]:
+    """Apply ``command`` to the account (opened at ``at`` when new) and save it, retrying."""
+    for _ in range(MAX_SAVE_ATTEMPTS):
+        account = load_account(ledger, business_id, entitlement_id, customer_id)
+        if account is None:
+            account = CreditAccount(
+                business_id=business_id,
+                entitlement_id=entitlement_id,
+                customer_id=customer_id,
+                opened_at=at,
+            )
+        result = command(account)
+        try:
+            ledger.save(account)
+        except IntegrityError:
+            continue  # another writer went first: read its events and decide again
+        return account, result
+    raise ConflictRetryExhaustedError("the credit account kept changing under this write")
+
+
+def cycle_price(ledger: Ledger, subscription: Subscription, index: int) -> tuple[Cycle, UsagePrice]:
+    """A cycle of the subscription and the price in force when it began."""
+    current = subscription.cycle(index)
+    product = ledger.load_product(subscription.business_id, subscription.product_id)
+    return current, product.price_at(current.start)
+
+
+def grant_expiry(terms: CreditTerms, current: Cycle) -> datetime:
+    if terms.expires_after_days is not None:
+        return current.start + timedelta(days=terms.expires_after_days)
+    return current.end
+
+
+def grant_cycle(ledger: Ledger, subscription: Subscription, index: int) -> None:
+    """Give the cycle's credit grants (once: their ids are the cycle's)."""
+    current, price = cycle_price(ledger, subscription, index)
+    for terms in price.credits:
+        if not terms.credits_amount:
+            continue
+        grant_id = cycle_grant_id(subscription.subscription_id, terms.entitlement_id, index)
+        command = partial(
+            CreditAccount.grant,
+            grant_id=grant_id,
+            amount=terms.credits_amount,
+            source_type="subscription",
+            source_id=subscription.subscription_id,
+            granted_at=current.start,
+            expires_at=grant_expiry(terms, current),
+        )
+        change_account(
+            ledger,
+            subscription.business_id,
+            terms.entitlement_id,
+            subscription.customer_id,
+            current.start,
+            command,
+        )
+
+
+def started_cycles(subscription: Subscription, now: datetime) -> Iterator[int]:
+    """Indexes of the cycles that have begun by ``now`` (up to a cancellation)."""
+    index = 0
+    while True:
+        current = subscription.cycle(index)
+        ends_at = subscription.ends_at
+        if current.start > now or (ends_at is not None and current.start >= ends_at):
+            return
+        yield index
+        index += 1
+
+
+def usable_grants(
+    ledger: Ledger, subscription: Subscription, index: int, *, virtual: bool = False
+) -> dict[str, list[Grant]]:
+    """The grants each attached entitlement has usable in cycle ``index``, as stored.
+
+    With ``virtual``, a cycle grant not given yet counts as given (for previews).
+    """
+    current, price = cycle_price(ledger, subscription, index)
+    found: dict[str, list[Grant]] = {}
+    for terms in price.credits:
+        account = load_account(
+            ledger, subscription.business_id, terms.entitlement_id, subscription.customer_id
+        )
+        grants = [] if account is None else account.usable_grants(current.start, current.end)
+        grant_id = cycle_grant_id(subscription.subscription_id, terms.entitlement_id, index)
+        given = account is not None and grant_id in account.grants
+        if virtual and not given and terms.credits_amount:
+            grants.append(
+                Grant(grant_id, terms.credits_amount, current.start, grant_expiry(terms, current))
+            )
+        found[terms.entitlement_id] = grants
+    return found
+
+
+def drawn_grants(document: Mapping[str, Any], start: datetime) -> dict[str, list[Grant]]:
+    """Grants holding exactly what a finalized invoice drew: later folds of its cycle
+    (adjustments) may use that credit again, never more."""
+    drawn: dict[tuple[str, str], Decimal] = {}
+    for draw in document.get("credit_draws", []):
+        key = (draw["credit_entitlement_id"], draw["grant_id"])
+        drawn[key] = drawn.get(key, Decimal(0)) + Decimal(draw["credits"])
+    grants: dict[str, list[Grant]] = {}
+    for (entitlement_id, grant_id), credits in sorted(drawn.items()):
+        grants.setdefault(entitlement_id, []).append(Grant(grant_id, credits, start))
+    return grants
+
+
+def settle(
+    ledger: Ledger, subscription: Subscription, invoice_id: str, document: str, at: datetime
+) -> None:
+    """Record on each account what a finalized invoice drew and its overage (once)."""
+    parsed = json.loads(document)
+    per_entitlement: dict[str, tuple[list[tuple[str, Decimal]], Decimal, bool]] = {}
+    for draw in parsed.get("credit_draws", []):
+        deductions, overage, billed = per_entitlement.get(
+            draw["credit_entitlement_id"], ([], Decimal(0), False)
+        )
+        deductions.append((draw["grant_id"], Decimal(draw["credits"])))
+        per_entitlement[draw["credit_entitlement_id"]] = (deductions, overage, billed)
+    for item in parsed.get("credit_overage", []):
+        deductions, overage, billed = per_entitlement.get(
+            item["credit_entitlement_id"], ([], Decimal(0), False)
+        )
+        per_entitlement[item["credit_entitlement_id"]] = (
+            deductions,
+            overage + Decimal(item["credits"]),
+            billed or item["billed"] == "yes",
+        )
+    for entitlement_id, (deductions, overage, billed) in sorted(per_entitlement.items()):
+        merged: dict[str, Decimal] = {}
+        for grant_id, credits in deductions:
+            merged[grant_id] = merged.get(grant_id, Decimal(0)) + credits
+        command = partial(
+            CreditAccount.settle,
+            invoice_id=invoice_id,
+            deductions=sorted(merged.items()),
+            overage=overage,
+            overage_billed=billed,
+            at=at,
+        )
+        change_account(
+            ledger, subscription.business_id, entitlement_id, subscription.customer_id, at, command
+        )
+
+
+def expire_grants(
+    ledger: Ledger,
+    subscription: Subscription,
+    before: datetime,
+    *,
+    own_only: bool = False,
+) -> None:
+    """End every grant of the subscription's accounts that expired by ``before``.
+
+    ``own_only``: only the grants the subscription gave (its cycles' and their
+    rollovers), leaving those another subscription or a manual entry gave.
+    """
+    seen: set[str] = set()
+    index = 0
+    for index in started_cycles(subscription, before):
+        _, price = cycle_price(ledger, subscription, index)
+        seen.update(t.entitlement_id for t in price.credits)
+    del index
+    for entitlement_id in sorted(seen):
+        account = load_account(
+            ledger, subscription.business_id, entitlement_id, subscription.customer_id
+        )
+        if account is None:
+            continue
+        due = sorted(
+            (s.grant.expires_at, grant_id)
+            for grant_id, s in account.grants.items()
+            if not s.expired
+            and s.grant.expires_at is not None
+            and s.grant.expires_at <= before
+            and (not own_only or s.source_id == subscription.subscription_id)
+        )
+        for expires_at, grant_id in due:
+            _expire(ledger, subscription, entitlement_id, grant_id, expires_at)
+
+
+def _expire(
+    ledger: Ledger,
+    subscription: Subscription,
+    entitlement_id: str,
+    grant_id: str,
+    expires_at: datetime,
+) -> None:
+    def command(account: CreditAccount) -> None:
+        state = account.grants[grant_id]
+        carried = Decimal(0)
+        child_expires: datetime | None = None
+        terms = _terms_for(ledger, subscription, entitlement_id, state.grant.granted_at)
+        rolls = state.source_type in ("subscription", "rollover") and terms is not None
+        if rolls and terms is not None and terms.rollover is not None and state.grant.balance:
+            carried, _ = terms.rollover.split(state.grant.balance, state.rollover_count)
+            if terms.rollover_timeframe is not None:
+                frequency = terms.rollover_timeframe
+                child_expires = cycle(expires_at, frequency.interval, frequency.count, 0).end
+            else:
+                child_expires = subscription.cycle_at(expires_at).end
+        account.expire(grant_id, carried, child_expires, expires_at)
+
+    change_account(
+        ledger,
+        subscription.business_id,
+        entitlement_id,
+        subscription.customer_id,
+        expires_at,
+        command,
+    )
+
+
+def _terms_for(
+    ledger: Ledger, subscription: Subscription, entitlement_id: str, at: datetime
+) -> CreditTerms | None:
+    product = ledger.load_product(subscription.business_id, subscription.product_id)
+    return product.price_at(at).terms(entitlement_id)
+
+
+def add_ledger_entry(
+    ledger: Ledger,
+    business_id: str,
+    entitlement_id: str,
+    customer_id: str,
+    *,
+    amount: str,
+    entry_type: str,
+    reason: str | None,
+    metadata: Mapping[str, object] | None,
+    idempotency_key: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> LedgerEntry:
+    """A manual credit (a new grant) or debit (drawn in order); idempotent by key."""
+    entitlement = load_entitlement(ledger, business_id, entitlement_id)
+    ledger.customer(business_id, customer_id)  # NotFoundError for an unknown customer
+    precision = entitlement.settings["precision"]
+    units = CreditTerms(entitlement_id, Decimal(0), precision).at_precision(
+        "amount", _amount(amount)
+    )
+    if not units:
+        raise InvalidCreditError("amount must be greater than zero")
+    if entry_type not in ("credit", "debit"):
+        raise InvalidCreditError("entry_type must be 'credit' or 'debit'")
+    if expires_at is not None and (entry_type == "debit" or expires_at <= now):
+        raise InvalidCreditError("expires_at is for credits, and must be in the future")
+    if reason is not None and (len(reason) > 500 or "\x00" in reason):
+        raise InvalidCreditError("reason must be at most 500 characters")
+    clean = dict(validate_metadata(metadata)) if metadata else None
+
+    def command(account: CreditAccount) -> LedgerEntry:
+        if idempotency_key is not None:
+            earlier = account.entry_for(idempotency_key)
+            if earlier is not None:
+                return earlier
+        if entry_type == "credit":
+            account.grant(
+                f"grt_{secrets.token_hex(12)}",
+                units,
+                source_type="api",
+                source_id=None,
+                granted_at=now,
+                expires_at=expires_at,
+                reason=reason,
+                metadata=clean,
+                idempotency_key=idempotency_key,
+            )
+        else:
+            account.debit(
+                units, now, reason=reason, metadata=clean, idempotency_key=idempotency_key
+            )
+        return account.entries[-1]
+
+    _, entry = change_account(ledger, business_id, entitlement_id, customer_id, now, command)
+    return entry
+
+
+def _amount(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except (ArithmeticError, ValueError, TypeError):
+        raise InvalidCreditError("amount must be a decimal string such as '100'") from None
+    if not value.is_finite() or value.adjusted() >= 10:
+        raise InvalidCreditError("amount must be a finite number below 10^10")
+    return value
+
+
+def _created(ledger: Ledger, topic: str, kind: type[T]) -> Iterator[T]:
+    notifications = ledger.recorder.select_notifications(
+        start=0, limit=2**62, topics=[topic], inclusive_of_start=False
+    )
+    for notification in notifications:
+        created = ledger.mapper.to_domain_event(notification)
+        assert isinstance(created, kind)
+        yield created
