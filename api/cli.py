@@ -1,4 +1,4 @@
-"""The ``ledger`` command: serve, keys create, demo."""
+"""The ``ledger`` command: serve, projections, billing, audit, replay, events, keys, demo."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ import uvicorn
 from litestar import Litestar
 
 from api.app import create_app
+from api.cli_events import add_commands as add_event_commands
+from api.cli_replay import add_commands as add_replay_commands
 from api.demo import run_demo
+from domain.errors import DomainError
+from domain.usage import parse_timestamp
+from infrastructure.audit import audit
 from infrastructure.bootstrap import build, utc_now
 from infrastructure.logging import configure_logging
 from infrastructure.rebuild import tune_gc_for_batches
@@ -165,6 +170,58 @@ def _projections_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the log, every invoice and every projection check out; 1 otherwise."""
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_timestamp(args.since)
+        except DomainError as error:
+            print(f"ledger: --since: {error.message}", file=sys.stderr)  # noqa: T201
+            return 2
+    container = build(settings)
+    head = container.ledger.recorder.max_notification_id() or 0
+    bars: dict[str, ProgressBar] = {}
+
+    def progress(check: str, done: int) -> None:
+        bar = bars.setdefault(check, ProgressBar(check, head if check == "log" else 0, sys.stderr))
+        bar.update(done, done)
+
+    try:
+        report = audit(container, customer_id=args.customer, since=since, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.done()
+        container.close()
+    summary = {
+        "ok": report.ok,
+        "events_checked": report.events,
+        "events_unsealed": report.unsealed,
+        "invoices_checked": report.invoices,
+        "projections_checked": report.projections,
+        "mismatches": [
+            {"check": m.check, "subject": m.subject, "detail": m.detail} for m in report.mismatches
+        ],
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        sys.stdout.write(
+            f"log: {report.events:,} events checked against their seal"
+            f" ({report.unsealed:,} not sealed yet)\n"
+            f"invoices: {report.invoices:,} folded again and compared\n"
+            f"projections: {', '.join(report.projections) or 'none'} rebuilt and compared\n"
+        )
+        for m in report.mismatches:
+            sys.stdout.write(f"MISMATCH [{m.check}] {m.subject}: {m.detail}\n")
+        sys.stdout.write(
+            "audit: OK\n" if report.ok else f"audit: {len(report.mismatches)} mismatch(es)\n"
+        )
+    return 0 if report.ok else 1
+
+
 class ProgressBar:
     """A one-line bar on a terminal; silent when the output is not one."""
 
@@ -269,6 +326,21 @@ def parser() -> argparse.ArgumentParser:
         "close", help="finalize every cycle that ended LEDGER_INVOICE_GRACE ago or more"
     )
     close.set_defaults(run=_billing_close)
+
+    audit_parser = commands.add_parser("audit", help="prove the numbers from the log")
+    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check the log against its seal, fold every invoice again, rebuild and compare "
+        "every projection; exit 1 listing each mismatch",
+    )
+    verify.add_argument("--customer", help="only this customer's invoices")
+    verify.add_argument("--since", help="only invoices of cycles ending at or after (ISO 8601)")
+    verify.add_argument("--json", action="store_true", help="print JSON instead of text")
+    verify.set_defaults(run=_audit_verify)
+
+    add_replay_commands(commands)
+    add_event_commands(commands)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -116,33 +116,7 @@ def finalize_cycle(
     if existing is not None:
         settle(ledger, subscription, invoice_id, existing.document, existing.cycle_end)
         return existing
-    last_cut: dict[int, int] = {}
-    for earlier in range(cycle_index):
-        record = _record(
-            ledger, business_id, invoice_id_of(business_id, subscription.subscription_id, earlier)
-        )
-        if record is None:
-            continue
-        last_cut[earlier] = max(last_cut.get(earlier, 0), record.cut)
-        for adjusted_index, adjusted_cut in record.adjusted.items():
-            key = int(adjusted_index)
-            last_cut[key] = max(last_cut.get(key, 0), adjusted_cut)
-    adjustments: list[Adjustment] = []
-    adjusted: dict[str, int] = {}
-    for earlier, old_cut in sorted(last_cut.items()):
-        if old_cut >= cut:
-            continue
-        past = subscription.cycle(earlier)
-        first = _record(
-            ledger, business_id, invoice_id_of(business_id, subscription.subscription_id, earlier)
-        )
-        drawn = drawn_grants(json.loads(first.document), past.start) if first else {}
-        old = invoice_of(ledger, index, subscription, past, old_cut, up_to=old_cut, grants=drawn)
-        new = invoice_of(ledger, index, subscription, past, cut, up_to=cut, grants=drawn)
-        change = adjustment(old, new)
-        if not change.is_zero:
-            adjustments.append(change)
-            adjusted[str(earlier)] = cut
+    adjustments, adjusted = cycle_adjustments(ledger, index, subscription, cycle_index, cut)
     cycle = subscription.cycle(cycle_index)
     for started in range(cycle_index + 1):  # the credit this cycle may draw on
         grant_cycle(ledger, subscription, started)
@@ -168,6 +142,7 @@ def finalize_cycle(
         sha256=invoice.sha256,
         adjusted=adjusted,
         finalized_at=now,
+        log_digest=index.seal_chain_at(cut),
     )
     try:
         ledger.save(record)
@@ -177,6 +152,82 @@ def finalize_cycle(
         record = found
     settle(ledger, subscription, invoice_id, record.document, record.cycle_end)
     return record
+
+
+def cycle_adjustments(
+    ledger: Ledger, index: EventIndex, subscription: Subscription, cycle_index: int, cut: int
+) -> tuple[list[Adjustment], dict[str, int]]:
+    """What cycle ``cycle_index``'s invoice, folded at ``cut``, carries for earlier cycles.
+
+    Each earlier finalized cycle is compared at the last cut an invoice brought
+    it to and at ``cut``, with the credit its own invoice drew; a difference is
+    an adjustment. Also returns, per adjusted cycle (as text), the cut it is now at.
+    """
+    business_id = subscription.business_id
+    records = {
+        earlier: _record(
+            ledger, business_id, invoice_id_of(business_id, subscription.subscription_id, earlier)
+        )
+        for earlier in range(cycle_index)
+    }
+    last_cut: dict[int, int] = {}
+    for earlier, record in records.items():
+        if record is None:
+            continue
+        last_cut[earlier] = max(last_cut.get(earlier, 0), record.cut)
+        for adjusted_index, adjusted_cut in record.adjusted.items():
+            key = int(adjusted_index)
+            last_cut[key] = max(last_cut.get(key, 0), adjusted_cut)
+    adjustments: list[Adjustment] = []
+    adjusted: dict[str, int] = {}
+    for earlier, old_cut in sorted(last_cut.items()):
+        if old_cut >= cut:
+            continue
+        past = subscription.cycle(earlier)
+        first = records.get(earlier)
+        drawn = drawn_grants(json.loads(first.document), past.start) if first else {}
+        old = invoice_of(ledger, index, subscription, past, old_cut, up_to=old_cut, grants=drawn)
+        new = invoice_of(ledger, index, subscription, past, cut, up_to=cut, grants=drawn)
+        change = adjustment(old, new)
+        if not change.is_zero:
+            adjustments.append(change)
+            adjusted[str(earlier)] = cut
+    return adjustments, adjusted
+
+
+def recompute(ledger: Ledger, index: EventIndex, record: InvoiceRecord) -> Invoice:
+    """A finalized invoice folded again from the log at its cut: the same bytes, or tampering.
+
+    The credit it drew is taken from its own document (the grants' balances then
+    are gone); every quantity and amount is folded afresh from the events.
+    """
+    subscription = load(ledger, record.business_id, record.subscription_id)
+    cycle = subscription.cycle(record.cycle_index)
+    adjustments, _ = cycle_adjustments(ledger, index, subscription, record.cycle_index, record.cut)
+    grants = drawn_grants(json.loads(record.document), cycle.start)
+    return invoice_of(
+        ledger,
+        index,
+        subscription,
+        cycle,
+        record.cut,
+        up_to=record.cut,
+        adjustments=adjustments,
+        grants=grants,
+    )
+
+
+def finalized_records(ledger: Ledger) -> Iterator[InvoiceRecord]:
+    """Every finalized invoice in the log, in the order it was finalized."""
+    notifications = ledger.recorder.select_notifications(
+        start=0, limit=2**62, topics=[INVOICE_TOPIC], inclusive_of_start=False
+    )
+    for notification in notifications:
+        created = ledger.mapper.to_domain_event(notification)
+        assert isinstance(created, InvoiceRecord.Finalized)
+        found = _record(ledger, created.business_id, created.invoice_id)
+        assert found is not None
+        yield found
 
 
 def due_cycles(subscription: Subscription, now: datetime, grace: timedelta) -> Iterator[int]:
@@ -244,3 +295,4 @@ def _record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord 
 
 
 SUBSCRIPTION_TOPIC = get_topic(Subscription.Created)
+INVOICE_TOPIC = get_topic(InvoiceRecord.Finalized)

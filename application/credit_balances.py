@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from application.follower import DomainEvent
 from application.ports import CreditStore
@@ -71,8 +71,9 @@ class CreditBalanceProjection:
         tracking: Tracking,
         after: int,
         positions: Sequence[int] = (),
+        notifications: Sequence[Notification] = (),
     ) -> None:
-        del after, positions
+        del after, positions, notifications
         versions: dict[UUID, int] = {}
         for domain_event in events:
             if isinstance(domain_event, CreditAccount.Event):

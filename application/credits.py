@@ -202,15 +202,17 @@ def usable_grants(
 
 
 def drawn_grants(document: Mapping[str, Any], start: datetime) -> dict[str, list[Grant]]:
-    """Grants holding exactly what a finalized invoice drew: later folds of its cycle
-    (adjustments) may use that credit again, never more."""
+    """Grants holding exactly what a finalized invoice drew, in the order it drew them:
+    folding its cycle again (an adjustment, an audit) uses that credit, never more."""
     drawn: dict[tuple[str, str], Decimal] = {}
     for draw in document.get("credit_draws", []):
         key = (draw["credit_entitlement_id"], draw["grant_id"])
         drawn[key] = drawn.get(key, Decimal(0)) + Decimal(draw["credits"])
     grants: dict[str, list[Grant]] = {}
-    for (entitlement_id, grant_id), credits in sorted(drawn.items()):
-        grants.setdefault(entitlement_id, []).append(Grant(grant_id, credits, start))
+    for order, ((entitlement_id, grant_id), credits) in enumerate(drawn.items(), start=1):
+        # expiring one microsecond apart in first-drawn order, they are drawn in that order
+        expires = start + timedelta(microseconds=order)
+        grants.setdefault(entitlement_id, []).append(Grant(grant_id, credits, start, expires))
     return grants
 
 

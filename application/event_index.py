@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from application.follower import DomainEvent
 from application.ledger import customer_view, usage_view
@@ -15,6 +15,7 @@ from application.ports import (
     InvoiceView,
     MeterView,
     ProductView,
+    SealView,
     UsageEventView,
     VoidView,
 )
@@ -22,6 +23,7 @@ from domain.customer import Customer
 from domain.invoice_record import InvoiceRecord
 from domain.meter import Meter
 from domain.product import Product
+from domain.seal import event_digest
 from domain.usage import UsageEvent
 
 MeterAt = Callable[[UUID, int], MeterView]
@@ -39,6 +41,7 @@ class EventIndexProjection:
     """
 
     name = "event_index"
+    takes_notifications = True  # it seals each stored event (domain.seal)
 
     def __init__(self, view: EventIndex, meter_at: MeterAt, product_at: ProductAt) -> None:
         self._view = view
@@ -55,6 +58,7 @@ class EventIndexProjection:
         tracking: Tracking,
         after: int,
         positions: Sequence[int] = (),
+        notifications: Sequence[Notification] = (),
     ) -> None:
         # Idempotent rows: a batch applied by two processes writes the same rows,
         # and the library refuses the older tracking position.
@@ -81,7 +85,31 @@ class EventIndexProjection:
                 product_versions[domain_event.originator_id] = domain_event.originator_version
         meters = [self._meter_at(i, v) for i, v in meter_versions.items()]
         products = [self._product_at(i, v) for i, v in product_versions.items()]
-        self._view.record(usage, customers, meters, products, invoices, tracking, voids)
+        seals = [seal_of(n, e) for n, e in zip(notifications, events, strict=True)]
+        self._view.record(usage, customers, meters, products, invoices, tracking, voids, seals)
+
+
+def seal_of(notification: Notification, domain_event: DomainEvent) -> SealView:
+    """The stored event's digest (``domain.seal``) and a label that names it to a person."""
+    if isinstance(domain_event, UsageEvent.Event):
+        label = f"usage event {domain_event.business_id}/{domain_event.event_id}"  # type: ignore[attr-defined]
+    else:
+        kind = notification.topic.rsplit(":", 1)[-1]
+        label = f"{kind} {notification.originator_id} v{notification.originator_version}"
+    return SealView(
+        notification.id,
+        str(notification.originator_id),
+        notification.originator_version,
+        notification.topic,
+        label,
+        event_digest(
+            notification.id,
+            str(notification.originator_id),
+            notification.originator_version,
+            notification.topic,
+            notification.state,
+        ),
+    )
 
 
 def void_view(voided: UsageEvent.Voided) -> VoidView:

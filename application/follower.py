@@ -42,10 +42,13 @@ class BatchProjection(Protocol):
         tracking: Tracking,
         after: int,
         positions: Sequence[int] = (),
+        notifications: Sequence[Notification] = (),
     ) -> None:
         """Apply a batch read after log position ``after``; ``tracking`` is its last.
 
-        ``positions`` are the events' own notification ids, in the same order.
+        ``positions`` are the events' own notification ids, in the same order;
+        ``notifications`` the stored events themselves, for a projection that
+        says ``takes_notifications`` (others are not given them).
         """
         ...
 
@@ -73,8 +76,10 @@ class LogFollower:
     def position(self) -> int:
         return self.projection.view.max_tracking_id(self.app.name) or 0
 
-    def catch_up(self, on_batch: Callable[[int, int], None] | None = None) -> int:
-        """Process everything committed so far; return how many events were processed.
+    def catch_up(
+        self, on_batch: Callable[[int, int], None] | None = None, *, until: int | None = None
+    ) -> int:
+        """Process everything committed so far (or up to ``until``); return how many.
 
         The next batch is read while this one is processed (the store's wait and
         the decoding overlap). ``on_batch(processed, position)`` is called after
@@ -86,6 +91,8 @@ class LogFollower:
             pending: Future[Sequence[Notification]] | None = reader.submit(self._read, after)
             while pending is not None:
                 notifications = pending.result()
+                if until is not None:
+                    notifications = [n for n in notifications if n.id <= until]
                 if not notifications:
                     break
                 full = len(notifications) == self.batch_size
@@ -117,7 +124,11 @@ class LogFollower:
         to_domain_event = self.app.mapper.to_domain_event
         events = [to_domain_event(n) for n in notifications]
         tracking = Tracking(self.app.name, notifications[-1].id)
-        self.projection.process(events, tracking, after, [n.id for n in notifications])
+        positions = [n.id for n in notifications]
+        if getattr(self.projection, "takes_notifications", False):
+            self.projection.process(events, tracking, after, positions, notifications)
+        else:
+            self.projection.process(events, tracking, after, positions)
 
     def _step(self) -> int:
         after = self.position

@@ -114,6 +114,18 @@ class InvoiceView:
 
 
 @dataclass(frozen=True, slots=True)
+class SealView:
+    """One stored event's digest in the log (``domain.seal``), by log position."""
+
+    position: int
+    originator_id: str
+    version: int
+    topic: str
+    label: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceQuery:
     business_id: str
     customer_id: str | None = None
@@ -194,7 +206,16 @@ class EventIndex(TrackedView, Protocol):
         invoices: Sequence[InvoiceView],
         tracking: Tracking,
         voids: Sequence[tuple[int, VoidView]] = (),
+        seals: Sequence[SealView] = (),
     ) -> None: ...
+
+    def seal_chain_at(self, position: int) -> str:
+        """The chain value (``domain.seal``) of the last sealed event at or before ``position``."""
+        ...
+
+    def seals(self, after: int, limit: int) -> list[tuple[SealView, str]]:
+        """Sealed events after ``after`` in log order, each with its chain value."""
+        ...
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
 

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.utils import get_topic
 
 from application.errors import InvalidParameterError
@@ -309,6 +309,7 @@ class UsageProjection:
         tracking: Tracking,
         after: int,
         positions: Sequence[int] = (),  # noqa: ARG002 - tallies need no single position
+        notifications: Sequence[Notification] = (),  # noqa: ARG002
     ) -> None:
         """Apply one batch read after ``after``; refused if the view is no longer there.
 

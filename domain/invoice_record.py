@@ -4,9 +4,12 @@ One ``InvoiceRecord`` per (subscription, cycle); its id is derived from those,
 so finalizing a cycle twice collides on the event store's key and changes
 nothing. It keeps the canonical bytes of the fold (``domain.invoice``), their
 SHA-256 and the log position (``cut``) the fold read up to, so anyone can
-recompute it from the log and compare. Usage that reaches a finalized cycle
-later is carried, as an adjustment, by a later invoice; ``adjusted`` lists,
-per earlier cycle, the cut this invoice brought it up to.
+recompute it from the log and compare. ``log_digest`` is the seal chain of
+the log at ``cut`` (``domain.seal``): it commits to every stored event up
+to it, so an event changed, deleted or inserted behind the service's back
+is found. Usage that reaches a finalized cycle later is carried, as an
+adjustment, by a later invoice; ``adjusted`` lists, per earlier cycle, the
+cut this invoice brought it up to.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class InvoiceRecord(Aggregate):
         sha256: str
         adjusted: dict[str, int]  # earlier cycle index (as text) -> the cut it is now at
         finalized_at: datetime
+        log_digest: str  # the log's seal chain at ``cut`` (domain.seal)
 
     @event(Finalized)
     def __init__(
@@ -63,6 +67,7 @@ class InvoiceRecord(Aggregate):
         sha256: str,
         adjusted: dict[str, int],
         finalized_at: datetime,
+        log_digest: str,
     ) -> None:
         self.business_id = business_id
         self.invoice_id = invoice_id
@@ -78,6 +83,7 @@ class InvoiceRecord(Aggregate):
         self.sha256 = sha256
         self.adjusted = adjusted
         self.finalized_at = finalized_at
+        self.log_digest = log_digest
 
     @staticmethod
     def create_id(business_id: str, invoice_id: str) -> UUID:

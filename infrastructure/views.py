@@ -31,10 +31,12 @@ from application.ports import (
     MeterView,
     ProductQuery,
     ProductView,
+    SealView,
     UsageEventView,
     VoidView,
 )
 from domain.meter import UsageRecord
+from domain.seal import GENESIS, chain
 from infrastructure.codec import (
     decode_invoice,
     decode_metadata,
@@ -84,7 +86,16 @@ TABLES = (
     "PRIMARY KEY (business_id, invoice_id))",
     "CREATE INDEX IF NOT EXISTS event_index_invoices_by_subscription "
     "ON event_index_invoices (business_id, subscription_id, cycle_start)",
+    "CREATE TABLE IF NOT EXISTS event_index_seal ("
+    "position BIGINT NOT NULL PRIMARY KEY, originator_id TEXT NOT NULL, "
+    "version BIGINT NOT NULL, topic TEXT NOT NULL, label TEXT NOT NULL, "
+    "digest TEXT NOT NULL, chain TEXT NOT NULL)",
 )
+INSERT_SEAL = (
+    "INSERT INTO event_index_seal (position, originator_id, version, topic, label, digest, "
+    "chain) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+LAST_CHAIN = "SELECT chain FROM event_index_seal WHERE position <= ? ORDER BY position DESC LIMIT 1"
 INSERT_USAGE = (
     "INSERT INTO event_index_usage "
     "(business_id, event_id, customer_id, event_name, ts, metadata, position) "
@@ -134,6 +145,7 @@ DROP = (
     "DROP TABLE IF EXISTS event_index_meters",
     "DROP TABLE IF EXISTS event_index_products",
     "DROP TABLE IF EXISTS event_index_invoices",
+    "DROP TABLE IF EXISTS event_index_seal",
 )
 
 
@@ -164,6 +176,7 @@ class EventIndexSQL:
         invoices: Sequence[InvoiceView],
         tracking: Tracking,
         voids: Sequence[tuple[int, VoidView]] = (),
+        seals: Sequence[SealView] = (),
     ) -> None:
         usage_rows = [
             (
@@ -231,7 +244,42 @@ class EventIndexSQL:
                         for p in products
                     ],
                 )
+            if seals:
+                curs.executemany(self._q(INSERT_SEAL), self._chained(curs, seals))
             self._insert_tracking(curs, tracking)
+
+    def _chained(self, curs: Any, seals: Sequence[SealView]) -> list[tuple[object, ...]]:
+        """Seal rows, each with the chain value up to it (from the last sealed before)."""
+        curs.execute(self._q(LAST_CHAIN), (seals[0].position - 1,))
+        found = _tuples(curs)
+        previous = found[0][0] if found else GENESIS
+        rows: list[tuple[object, ...]] = []
+        for seal in seals:
+            previous = chain(previous, seal.digest)
+            rows.append(
+                (
+                    seal.position,
+                    seal.originator_id,
+                    seal.version,
+                    seal.topic,
+                    seal.label,
+                    seal.digest,
+                    previous,
+                )
+            )
+        return rows
+
+    def seal_chain_at(self, position: int) -> str:
+        rows = self._fetch(LAST_CHAIN, [position])
+        return str(rows[0][0]) if rows else GENESIS
+
+    def seals(self, after: int, limit: int) -> list[tuple[SealView, str]]:
+        rows = self._fetch(
+            "SELECT position, originator_id, version, topic, label, digest, chain "
+            "FROM event_index_seal WHERE position > ? ORDER BY position LIMIT ?",
+            [after, limit],
+        )
+        return [(SealView(*row[:6]), str(row[6])) for row in rows]
 
     def list_meters(self, query: MeterQuery) -> list[MeterView]:
         statement = (

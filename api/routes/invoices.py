@@ -12,6 +12,7 @@ from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, PageSize, business_of, container_of
 from application.billing import invoice_record
 from application.event_index import invoice_view
+from application.explain import explain_invoice
 from application.ports import InvoiceQuery, InvoiceView
 from infrastructure.keys import Principal
 
@@ -45,6 +46,27 @@ class InvoiceController(Controller):
     ) -> ExactJSONResponse:
         record = invoice_record(container_of(request).ledger, business_of(request), invoice_id)
         return ExactJSONResponse(invoice_read(invoice_view(record)))
+
+    @get(
+        "/{invoice_id:str}/explain",
+        summary="Why a finalized invoice says what it says (our extension)",
+        description=(
+            "Per line: the meter, its filter and aggregation, the events it counted at the "
+            "invoice's cut and what they measure (recomputed from the events), the decisive "
+            "event of a max, min or last meter (max/min: the earliest (timestamp, event_id) "
+            "among equal values; last: the greatest (timestamp, event_id)), the credit grants "
+            "drawn in drawdown order and the line as billed; and the adjustments it carries."
+        ),
+        sync_to_thread=True,
+    )
+    def explain(
+        self, request: Request[Principal, Any, Any], invoice_id: FromPath[str]
+    ) -> ExactJSONResponse:
+        container = container_of(request)
+        explained = explain_invoice(
+            container.ledger, container.event_index, business_of(request), invoice_id
+        )
+        return ExactJSONResponse(explained)
 
     @get("/", summary="Finalized invoices, newest cycle first", sync_to_thread=True)
     def list_invoices(
