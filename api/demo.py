@@ -130,6 +130,76 @@ def _script(http: httpx.Client, settings: Settings) -> None:
         f"its usage for {cid} over the last hour: {usage['total']} tokens "
         f"from {usage['event_count']} events (1001 + 1003, the two calls at 0.1)"
     )
+    _bill(http, cid, meter["id"])
+
+
+def _bill(http: httpx.Client, cid: str, meter_id: str) -> None:
+    """A product that prices the meter, with credits; a subscription; its invoice so far."""
+    entitlement = _call(
+        http,
+        "POST",
+        "/credit-entitlements",
+        {
+            "name": "Free tokens",
+            "unit": "tokens",
+            "precision": 0,
+            "overage_enabled": True,
+            "overage_behavior": "invoice_at_billing",
+            "rollover_enabled": False,
+        },
+    )
+    product = _call(
+        http,
+        "POST",
+        "/products",
+        {
+            "name": "Tokens plan",
+            "tax_category": "saas",
+            "price": {
+                "type": "usage_based_price",
+                "currency": "USD",
+                "fixed_price": 500,
+                "payment_frequency_count": 1,
+                "payment_frequency_interval": "Month",
+                "meters": [
+                    {
+                        "meter_id": meter_id,
+                        "price_per_unit": "0.5",
+                        "free_threshold": 1000,
+                        "credit_entitlement_id": entitlement["id"],
+                        "meter_units_per_credit": "1",
+                    }
+                ],
+            },
+            "credit_entitlements": [
+                {"credit_entitlement_id": entitlement["id"], "credits_amount": "500"}
+            ],
+        },
+    )
+    subscription = _call(
+        http,
+        "POST",
+        "/subscriptions",
+        {
+            "customer": {"customer_id": cid},
+            "product_id": product["product_id"],
+            "quantity": 1,
+            "billing": {"country": "US"},
+            "start_date": (datetime.now(UTC) - timedelta(minutes=30)).isoformat(),
+        },
+    )
+    sub = subscription["subscription_id"]
+    _say(
+        f"subscribed {cid} to {product['product_id']}: $5.00 a month, tokens above 1,000 free "
+        "at half a cent, 500 free credits each cycle"
+    )
+    preview = _call(http, "GET", f"/subscriptions/{sub}/invoice-preview", None)
+    [line] = preview["invoice"]["lines"]
+    _say(
+        f"invoice preview: consumed {line['consumed']} tokens, chargeable {line['chargeable']}, "
+        f"credits {line['credits_applied']}, billed {line['billed_units']} -> "
+        f"total {preview['invoice']['total_minor']} cents (sha256 {preview['sha256'][:16]}...)"
+    )
 
 
 def _call(

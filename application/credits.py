@@ -34,10 +34,12 @@ from application.errors import ConflictRetryExhaustedError, NotFoundError
 from application.ledger import Ledger
 from domain.credit_account import (
     CreditAccount,
-    CreditEntitlement,
     LedgerEntry,
     account_aggregate_id,
     cycle_grant_id,
+)
+from domain.credit_entitlement import (
+    CreditEntitlement,
     entitlement_aggregate_id,
     parse_entitlement,
 )

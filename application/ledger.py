@@ -26,8 +26,8 @@ from application.ports import (
     StoredIdentities,
     UsageEventView,
 )
-from domain.credit_account import (
-    CreditAccount,
+from domain.credit_account import CreditAccount
+from domain.credit_entitlement import (
     CreditEntitlement,
     entitlement_aggregate_id,
     resolve_attachment,

@@ -23,7 +23,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.credit_account import terms_from_wire
+from domain.credit_entitlement import terms_from_wire
 from domain.credits import CreditLink
 from domain.cycles import Interval
 from domain.errors import InvalidCreditError, InvalidPriceError, InvalidProductError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -14,7 +14,7 @@ from psycopg.sql import SQL
 from application.credit_balances import BalanceQuery, GrantQuery, LedgerQuery
 from domain.credit_account import CreditAccount
 from infrastructure.codec import from_micros, to_micros
-from infrastructure.views import reset_tables
+from infrastructure.views import TrackedSQL
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS credit_balances ("
@@ -66,20 +66,8 @@ def _iso(value: Any) -> Any:
     return None if value is None else value.isoformat()
 
 
-class CreditSQL:
-    mark = "?"
-    datastore: Any
+class CreditSQL(TrackedSQL):
     drop_statements: tuple[str, ...] = DROP
-
-    if TYPE_CHECKING:  # provided by the library's tracking recorder
-
-        def _insert_tracking(self, curs: Any, tracking: Tracking) -> None: ...
-
-    def _q(self, statement: str) -> Any:
-        return statement if self.mark == "?" else statement.replace("?", self.mark)
-
-    def reset(self) -> None:
-        reset_tables(self)
 
     def record(self, accounts: Sequence[CreditAccount], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -213,12 +201,6 @@ class CreditSQL:
         statement += " ORDER BY sequence DESC LIMIT ? OFFSET ?"
         params += [query.page_size, query.page_number * query.page_size]
         return [json.loads(row[0]) for row in self._fetch(statement, params)]
-
-    def _fetch(self, statement: str, params: list[object]) -> list[Sequence[Any]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._q(statement), params)
-            rows = curs.fetchall()
-            return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows]
 
 
 class SQLiteCreditStore(CreditSQL, SQLiteTrackingRecorder):

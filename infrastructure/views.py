@@ -149,12 +149,12 @@ DROP = (
 )
 
 
-class EventIndexSQL:
-    """Shared statements; ``mark`` is the store's placeholder."""
+class TrackedSQL:
+    """A read model's SQL beside a tracking recorder; ``mark`` is the store's placeholder."""
 
     mark = "?"
     datastore: Any
-    drop_statements: tuple[str, ...] = DROP
+    drop_statements: tuple[str, ...] = ()
 
     if TYPE_CHECKING:  # provided by the library's tracking recorder
 
@@ -166,6 +166,17 @@ class EventIndexSQL:
     def reset(self) -> None:
         """Drop the rows and the tracking position, and create empty tables again."""
         reset_tables(self)
+
+    def _fetch(self, statement: str, params: list[object]) -> list[Sequence[Any]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._q(statement), params)
+            return _tuples(curs)
+
+
+class EventIndexSQL(TrackedSQL):
+    """The event index's statements."""
+
+    drop_statements: tuple[str, ...] = DROP
 
     def record(
         self,
@@ -495,11 +506,6 @@ class EventIndexSQL:
             )
             for row in self._fetch(statement, params)
         ]
-
-    def _fetch(self, statement: str, params: list[object]) -> list[Sequence[Any]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._q(statement), params)
-            return _tuples(curs)
 
 
 _HOUR = timedelta(hours=1)

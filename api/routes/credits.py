@@ -27,7 +27,7 @@ from api.schemas import Page, decode
 from application import credits
 from application.credit_balances import BalanceQuery, GrantQuery, LedgerQuery
 from application.errors import InvalidRequestError, NotFoundError
-from domain.credit_account import CreditEntitlement
+from domain.credit_entitlement import CreditEntitlement
 from infrastructure.keys import Principal
 
 GRANT_STATUSES = ("active", "expired", "depleted")

@@ -158,7 +158,7 @@ def test_projections_status_and_rebuild(settings: Settings, container: Container
 
 
 def test_the_demo_of_the_readme_runs_on_a_fresh_directory(tmp_path) -> None:
-    """The README's first command: ingest, duplicates, listing, a late meter's usage."""
+    """The README's first command: ingest, duplicates, listing, a late meter's usage, a bill."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     result = subprocess.run(
         [sys.executable, "-m", "api.cli", "demo", "--port", str(free_port())],
@@ -173,6 +173,8 @@ def test_the_demo_of_the_readme_runs_on_a_fresh_directory(tmp_path) -> None:
     assert "ingested 5 events; rejected: #5 timestamp_out_of_window" in result.stdout
     assert "ingested 0, 5 reported as duplicates" in result.stdout
     assert "2004 tokens from 2 events" in result.stdout
+    # 2,004 tokens: 1,000 free, 500 on credits, 504 at half a cent, plus $5.00
+    assert "chargeable 1004, credits 500, billed 504 -> total 752 cents" in result.stdout
     assert (tmp_path / "var" / "ledger.sqlite").exists()
 
 

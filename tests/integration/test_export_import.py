@@ -25,6 +25,7 @@ from eventsourcing.persistence import StoredEvent
 from api.cli_events import add_commands, rebuild_projections
 from application.billing import invoice_record
 from application.transfer import ExportReader, InvalidExportError, export_events
+from infrastructure.audit import audit
 from infrastructure.bootstrap import build
 from infrastructure.export import import_events
 from infrastructure.settings import Settings
@@ -289,6 +290,13 @@ def test_a_sqlite_log_moves_to_postgres_and_answers_the_same(
     ids = invoice_ids(before)
     assert records(target, ids) == records(source, ids)
     assert answers(target, clock, world) == before
+    audited = build(target)
+    try:  # the moved log checks out: seal, every invoice folded again, every projection
+        report = audit(audited)
+        assert report.ok, report.mismatches
+        assert report.invoices == len(ids)
+    finally:
+        audited.close()
     again = tmp_path / "again.ndjson"
     export_to(target, again)
     assert again.read_bytes() == dump.read_bytes()

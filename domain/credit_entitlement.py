@@ -1,0 +1,248 @@
+"""Credit entitlements: the kinds of credit a business gives, and how products attach them.
+
+A ``CreditEntitlement`` is a kind of credit (API calls, tokens...) with its
+rules: ``precision`` (decimal places of a credit), overage, rollover, expiry.
+A product attaches it with ``credits_amount`` per cycle; the attachment may
+override the rules, and the resolved rules are kept with the product's price
+(``CreditTerms``), so a cycle is always billed under the terms in force when
+it began.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.credit_account import CREDIT_NAMESPACE
+from domain.credits import MAX_PRECISION, CreditTerms, RolloverRule
+from domain.cycles import Frequency, Interval
+from domain.errors import DomainError, InvalidCreditError
+from domain.meter import canonical_number
+from domain.pricing import minor_unit_exponent, parse_price_per_unit
+from domain.text import is_storable
+
+_DECIMAL_TEXT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,12})?")
+
+
+def entitlement_aggregate_id(business_id: str, entitlement_id: str) -> UUID:
+    return uuid5(CREDIT_NAMESPACE, f"entitlement\x1f{business_id}\x1f{entitlement_id}")
+
+
+class CreditEntitlement(Aggregate):
+    """A business's kind of credit, with its rules as canonical wire fields."""
+
+    class Created(Aggregate.Created):
+        business_id: str
+        entitlement_id: str
+        settings: dict[str, Any]
+        created_at: datetime
+
+    @event(Created)
+    def __init__(
+        self, business_id: str, entitlement_id: str, settings: dict[str, Any], created_at: datetime
+    ) -> None:
+        self.business_id = business_id
+        self.entitlement_id = entitlement_id
+        self.settings = settings
+        self.created_at = created_at
+
+    @staticmethod
+    def create_id(business_id: str, entitlement_id: str) -> UUID:
+        return entitlement_aggregate_id(business_id, entitlement_id)
+
+
+OVERAGE_CHOICES = (
+    "forgive_at_reset",
+    "invoice_at_billing",
+    "carry_deficit",
+    "carry_deficit_auto_repay",
+)
+_RULES = (
+    "overage_enabled",
+    "overage_behavior",
+    "overage_limit",
+    "rollover_enabled",
+    "rollover_percentage",
+    "max_rollover_count",
+    "rollover_timeframe_count",
+    "rollover_timeframe_interval",
+    "expires_after_days",
+)
+_ENTITLEMENT_FIELDS = frozenset(
+    {"name", "description", "unit", "precision", "currency", "price_per_unit", *_RULES}
+)
+_ATTACH_FIELDS = frozenset(
+    {
+        "credit_entitlement_id",
+        "credits_amount",
+        "currency",
+        "price_per_unit",
+        "low_balance_threshold_percent",
+        "proration_behavior",
+        "trial_credits",
+        "trial_credits_expire_after_trial",
+        *_RULES,
+    }
+)
+
+
+def parse_entitlement(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical settings of a new entitlement; ``InvalidCreditError`` naming the field."""
+    unknown = sorted(set(raw) - _ENTITLEMENT_FIELDS)
+    if unknown:
+        raise InvalidCreditError(f"unknown field {unknown[0]!r}")
+    name, unit = raw.get("name"), raw.get("unit")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255 or not is_storable(name):
+        raise InvalidCreditError("name must be 1 to 255 characters, not blank")
+    if not isinstance(unit, str) or not unit.strip() or len(unit) > 50 or not is_storable(unit):
+        raise InvalidCreditError("unit must be 1 to 50 characters, not blank")
+    description = raw.get("description")
+    if description is not None and (
+        not isinstance(description, str) or len(description) > 2000 or not is_storable(description)
+    ):
+        raise InvalidCreditError("description must be a string of at most 2000 characters")
+    precision = raw.get("precision")
+    if type(precision) is not int or not 0 <= precision <= MAX_PRECISION:
+        raise InvalidCreditError(f"precision must be an integer from 0 to {MAX_PRECISION}")
+    for flag in ("overage_enabled", "rollover_enabled"):
+        if type(raw.get(flag)) is not bool:
+            raise InvalidCreditError(f"{flag} must be true or false")
+    currency, price = raw.get("currency"), raw.get("price_per_unit")
+    if currency is not None:
+        if not isinstance(currency, str):
+            raise InvalidCreditError("currency must be an ISO 4217 code")
+        _guard(minor_unit_exponent, currency)
+    if price is not None:
+        price = format(_guard(parse_price_per_unit, price), "f")
+    overage_limit = raw.get("overage_limit")
+    if overage_limit is not None and (type(overage_limit) is not int or overage_limit < 0):
+        raise InvalidCreditError("overage_limit must be a non-negative integer or null")
+    settings = {
+        "name": name,
+        "description": description,
+        "unit": unit,
+        "precision": precision,
+        "currency": currency,
+        "price_per_unit": price,
+        "overage_enabled": raw["overage_enabled"],
+        "overage_behavior": raw.get("overage_behavior") or "forgive_at_reset",
+        "overage_limit": overage_limit,
+        "rollover_enabled": raw["rollover_enabled"],
+        "rollover_percentage": raw.get("rollover_percentage"),
+        "max_rollover_count": raw.get("max_rollover_count"),
+        "rollover_timeframe_count": raw.get("rollover_timeframe_count"),
+        "rollover_timeframe_interval": raw.get("rollover_timeframe_interval"),
+        "expires_after_days": raw.get("expires_after_days"),
+    }
+    _terms(settings, "cet_check", Decimal(0))  # the rules must make sense on their own
+    return settings
+
+
+def resolve_attachment(
+    raw: object, index: int, entitlements: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """An attachment of an entitlement to a product, with every rule resolved.
+
+    ``entitlements`` maps each known entitlement id to its settings; fields the
+    attachment sets override them. The result is what the price keeps.
+    """
+    path = f"credit_entitlements[{index}]"
+    if not isinstance(raw, Mapping):
+        raise InvalidCreditError(f"{path}: must be an object")
+    unknown = sorted(set(raw) - _ATTACH_FIELDS)
+    if unknown:
+        raise InvalidCreditError(f"{path}: unknown field {unknown[0]!r}")
+    entitlement_id = raw.get("credit_entitlement_id")
+    if not isinstance(entitlement_id, str) or entitlement_id not in entitlements:
+        raise InvalidCreditError(f"{path}.credit_entitlement_id: no such credit entitlement")
+    if raw.get("trial_credits") not in (None, "0"):
+        raise InvalidCreditError(f"{path}.trial_credits: trial credits are not supported")
+    settings = entitlements[entitlement_id]
+    resolved = {rule: raw[rule] if raw.get(rule) is not None else settings[rule] for rule in _RULES}
+    limit = resolved["overage_limit"]
+    if isinstance(limit, str):
+        resolved["overage_limit"] = _decimal_text(limit, f"{path}.overage_limit")
+    amount = raw.get("credits_amount")
+    if not isinstance(amount, str):
+        raise InvalidCreditError(f"{path}.credits_amount: a decimal string is required")
+    wire = {
+        "credit_entitlement_id": entitlement_id,
+        "credit_entitlement_name": settings["name"],
+        "credit_entitlement_unit": settings["unit"],
+        "credits_amount": amount,
+        "precision": settings["precision"],
+        "currency": raw.get("currency") or settings["currency"],
+        "price_per_unit": raw.get("price_per_unit") or settings["price_per_unit"],
+        "proration_behavior": raw.get("proration_behavior") or "prorate",
+        "low_balance_threshold_percent": raw.get("low_balance_threshold_percent"),
+        **resolved,
+    }
+    try:
+        terms = terms_from_wire(wire)
+    except InvalidCreditError as error:
+        raise InvalidCreditError(f"{path}: {error.message}") from None
+    wire["credits_amount"] = format(terms.credits_amount, "f")
+    if terms.overage_limit is not None:
+        wire["overage_limit"] = format(terms.overage_limit, "f")
+    return wire
+
+
+def terms_from_wire(wire: Mapping[str, Any]) -> CreditTerms:
+    """The ``CreditTerms`` a stored attachment stands for."""
+    amount = _decimal_text(wire.get("credits_amount"), "credits_amount")
+    return _terms(wire, wire["credit_entitlement_id"], amount)
+
+
+def _terms(wire: Mapping[str, Any], entitlement_id: str, amount: Decimal) -> CreditTerms:
+    behavior = wire.get("overage_behavior") or "forgive_at_reset"
+    if behavior not in OVERAGE_CHOICES:
+        raise InvalidCreditError(f"overage_behavior must be one of {', '.join(OVERAGE_CHOICES)}")
+    if behavior.startswith("carry_deficit"):
+        raise InvalidCreditError(f"overage_behavior {behavior!r} is not supported yet")
+    rollover = None
+    timeframe = None
+    count, interval = wire.get("rollover_timeframe_count"), wire.get("rollover_timeframe_interval")
+    if (count is None) != (interval is None):
+        raise InvalidCreditError(
+            "rollover_timeframe_count and rollover_timeframe_interval go together"
+        )
+    if wire.get("rollover_enabled"):
+        percentage = wire.get("rollover_percentage")
+        rollover = RolloverRule(
+            100 if percentage is None else percentage,
+            wire.get("max_rollover_count"),
+            wire.get("precision"),
+        )
+        if count is not None:
+            timeframe = _guard(lambda: Frequency(Interval.parse(interval), count))
+    limit = wire.get("overage_limit")
+    return CreditTerms(
+        entitlement_id,
+        amount,
+        wire.get("precision", 0),
+        bool(wire.get("overage_enabled")),
+        behavior,
+        None if limit is None else _decimal_text(str(limit), "overage_limit"),
+        rollover,
+        wire.get("expires_after_days"),
+        timeframe,
+    )
+
+
+def _decimal_text(raw: object, name: str) -> Decimal:
+    if not isinstance(raw, str) or not _DECIMAL_TEXT.fullmatch(raw):
+        raise InvalidCreditError(f"{name} must be a decimal string such as '100' or '2.5'")
+    return canonical_number(Decimal(raw))
+
+
+def _guard(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return function(*args)
+    except DomainError as error:
+        raise InvalidCreditError(error.message) from None
