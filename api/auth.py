@@ -32,9 +32,13 @@ class BearerKeyMiddleware(AbstractAuthenticationMiddleware):
 
 def scope_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Admin keys may do anything; an ingest key may only send events."""
-    if handler.opt.get("public"):
-        return
+    if handler.opt.get("public") or _is_public(connection.scope["path"]):
+        return  # no key was asked for (the middleware leaves public paths alone)
     needed = handler.opt.get("scope", "admin")
     principal: Principal = connection.user
     if not principal.allows(needed):
         raise PermissionDeniedException(f"this API key's scope does not allow {needed} calls")
+
+
+def _is_public(path: str) -> bool:
+    return any(path == public or path.startswith(f"{public}/") for public in PUBLIC_PATHS)

@@ -9,7 +9,9 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 T = TypeVar("T")
-MetadataOut = dict[str, str | bool | int | Decimal]
+# Values are str, bool, int or Decimal (kept exact); typed loosely so the OpenAPI
+# schema can describe it (msgspec cannot describe a union of two str-like types).
+MetadataOut = dict[str, Any]
 
 
 class EventCreate(msgspec.Struct):

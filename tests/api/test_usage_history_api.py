@@ -347,12 +347,6 @@ def test_the_sdk_reads_the_usage_history(make_container, clock) -> None:
         live.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /schema/openapi.json is a 500 before this endpoint existed: scope_guard reads "
-    "request.user on the public /schema path, and EventRead's metadata union "
-    "(str | bool | int | Decimal) is one msgspec cannot describe",
-)
 def test_the_openapi_document_describes_the_usage_history(client) -> None:
     response = client.get("/schema/openapi.json")
     assert response.status_code == 200, response.text
