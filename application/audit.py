@@ -86,8 +86,8 @@ def verify_log(
     previous = GENESIS
     for notification in _log(ledger):
         while seal is not None and seal[0].position < notification.id:
-            mismatches.append(_deleted(seal[0]))
-            previous = _check_chain(seal, previous, mismatches)
+            mismatches.append(_deleted(seal[0], index))
+            previous = _check_chain(seal, previous, mismatches, index)
             seal = next(seals, None)
         if seal is None:
             unsealed += 1
@@ -106,17 +106,17 @@ def verify_log(
             mismatches.append(
                 Mismatch(
                     "log",
-                    f"position {notification.id} ({seal[0].label})",
+                    f"position {notification.id} ({index.label_of(seal[0])})",
                     "changed: the stored event is not the one the event index read",
                 )
             )
-        previous = _check_chain(seal, previous, mismatches)
+        previous = _check_chain(seal, previous, mismatches, index)
         seal = next(seals, None)
         if progress is not None and checked % PAGE == 0:
             progress("log", checked)
     while seal is not None:
-        mismatches.append(_deleted(seal[0]))
-        previous = _check_chain(seal, previous, mismatches)
+        mismatches.append(_deleted(seal[0], index))
+        previous = _check_chain(seal, previous, mismatches, index)
         seal = next(seals, None)
     return checked, unsealed, mismatches
 
@@ -190,30 +190,32 @@ def _digest(notification: Notification) -> str:
     )
 
 
-def _check_chain(seal: tuple[SealView, str], previous: str, found: list[Mismatch]) -> str:
+def _check_chain(
+    seal: tuple[SealView, str], previous: str, found: list[Mismatch], index: EventIndex
+) -> str:
     expected = chain(previous, seal[0].digest)
     if expected != seal[1]:
         found.append(
             Mismatch(
                 "log",
-                f"seal at position {seal[0].position} ({seal[0].label})",
+                f"seal at position {seal[0].position} ({index.label_of(seal[0])})",
                 "the seal chain is broken here: the event index's seal was edited",
             )
         )
     return seal[1]
 
 
-def _deleted(seal: SealView) -> Mismatch:
+def _deleted(seal: SealView, index: EventIndex) -> Mismatch:
     return Mismatch(
         "log",
-        f"position {seal.position} ({seal.label})",
+        f"position {seal.position} ({index.label_of(seal)})",
         "deleted: the event index read this event, the store no longer holds it",
     )
 
 
 def _label(notification: Notification) -> str:
     kind = notification.topic.rsplit(":", 1)[-1]
-    return f"{kind} {notification.originator_id} v{notification.originator_version}"
+    return f"{kind} {notification.originator_id} v{notification.originator_version}"  # forged
 
 
 def _difference(recorded: str, again: Invoice) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.utils import get_topic
 
 from application.follower import DomainEvent
 from application.ports import CreditStore
@@ -56,6 +57,17 @@ class GrantQuery:
 
 class CreditBalanceProjection:
     name = "credit_balances"
+    # it reads only credit account events: the follower skips the rest unread
+    topics = tuple(
+        get_topic(kind)
+        for kind in (
+            CreditAccount.Opened,
+            CreditAccount.Granted,
+            CreditAccount.Debited,
+            CreditAccount.Settled,
+            CreditAccount.Expired,
+        )
+    )
 
     def __init__(self, view: CreditStore, account_at: AccountAt) -> None:
         self._view = view

@@ -90,26 +90,14 @@ class EventIndexProjection:
 
 
 def seal_of(notification: Notification, domain_event: DomainEvent) -> SealView:
-    """The stored event's digest (``domain.seal``) and a label that names it to a person."""
-    if isinstance(domain_event, UsageEvent.Event):
-        label = f"usage event {domain_event.business_id}/{domain_event.event_id}"  # type: ignore[attr-defined]
-    else:
-        kind = notification.topic.rsplit(":", 1)[-1]
-        label = f"{kind} {notification.originator_id} v{notification.originator_version}"
-    return SealView(
-        notification.id,
-        str(notification.originator_id),
-        notification.originator_version,
-        notification.topic,
-        label,
-        event_digest(
-            notification.id,
-            str(notification.originator_id),
-            notification.originator_version,
-            notification.topic,
-            notification.state,
-        ),
+    """The stored event's digest (``domain.seal``), by log position."""
+    del domain_event
+    originator_id = str(notification.originator_id)
+    version = notification.originator_version
+    digest = event_digest(
+        notification.id, originator_id, version, notification.topic, notification.state
     )
+    return SealView(notification.id, originator_id, version, digest)
 
 
 def void_view(voided: UsageEvent.Voided) -> VoidView:

@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 MOVED = (PositionMovedError, IntegrityError)
 
 DomainEvent = DomainEventProtocol[UUID]
+Batch = tuple[Sequence[Notification], int]  # the notifications, the position they reach
 
 
 class BatchProjection(Protocol):
@@ -71,6 +72,7 @@ class LogFollower:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.topics: tuple[str, ...] = tuple(getattr(projection, "topics", ()))
 
     @property
     def position(self) -> int:
@@ -88,17 +90,18 @@ class LogFollower:
         processed = 0
         after = self.position
         with ThreadPoolExecutor(1, thread_name_prefix="follower-read") as reader:
-            pending: Future[Sequence[Notification]] | None = reader.submit(self._read, after)
+            pending: Future[Batch] | None = reader.submit(self._read, after)
             while pending is not None:
-                notifications = pending.result()
+                notifications, through = pending.result()
                 if until is not None:
                     notifications = [n for n in notifications if n.id <= until]
-                if not notifications:
+                    through = min(through, until)
+                if through <= after:
                     break
                 full = len(notifications) == self.batch_size
-                pending = reader.submit(self._read, notifications[-1].id) if full else None
+                pending = reader.submit(self._read, through) if full else None
                 try:
-                    self._handle(notifications, after)
+                    self._handle(notifications, after, through)
                 except MOVED:
                     # Another follower (thread or process) got there first: carry on
                     # from where the projection is now. If nobody moved it, the
@@ -109,21 +112,40 @@ class LogFollower:
                     after = moved_to
                     pending = reader.submit(self._read, after)
                     continue
-                after = notifications[-1].id
+                after = through
                 processed += len(notifications)
                 if on_batch is not None:
                     on_batch(processed, after)
         return processed
 
-    def _read(self, after: int) -> Sequence[Notification]:
-        return self.app.recorder.select_notifications(
-            start=after, limit=self.batch_size, inclusive_of_start=False
-        )
+    def _read(self, after: int) -> Batch:
+        """The next batch after ``after``, and the log position it takes the projection to.
 
-    def _handle(self, notifications: Sequence[Notification], after: int) -> None:
+        A projection that names the ``topics`` it reads is given only those; when
+        fewer than a batch are left, it is taken to the log's head as read before
+        them (ids are committed in order: the store locks the table to insert).
+        """
+        recorder = self.app.recorder
+        if not self.topics:
+            found = recorder.select_notifications(
+                start=after, limit=self.batch_size, inclusive_of_start=False
+            )
+            return found, found[-1].id if found else after
+        head = recorder.max_notification_id() or 0
+        found = recorder.select_notifications(
+            start=after,
+            limit=self.batch_size,
+            stop=head,
+            topics=self.topics,
+            inclusive_of_start=False,
+        )
+        full = len(found) == self.batch_size
+        return found, found[-1].id if full else max(head, after)
+
+    def _handle(self, notifications: Sequence[Notification], after: int, through: int) -> None:
         to_domain_event = self.app.mapper.to_domain_event
         events = [to_domain_event(n) for n in notifications]
-        tracking = Tracking(self.app.name, notifications[-1].id)
+        tracking = Tracking(self.app.name, through)
         positions = [n.id for n in notifications]
         if getattr(self.projection, "takes_notifications", False):
             self.projection.process(events, tracking, after, positions, notifications)
@@ -132,9 +154,9 @@ class LogFollower:
 
     def _step(self) -> int:
         after = self.position
-        notifications = self._read(after)
-        if notifications:
-            self._handle(notifications, after)
+        notifications, through = self._read(after)
+        if through > after:
+            self._handle(notifications, after, through)
         return len(notifications)
 
     def start(self) -> None:

@@ -120,8 +120,6 @@ class SealView:
     position: int
     originator_id: str
     version: int
-    topic: str
-    label: str
     digest: str
 
 
@@ -215,6 +213,10 @@ class EventIndex(TrackedView, Protocol):
 
     def seals(self, after: int, limit: int) -> list[tuple[SealView, str]]:
         """Sealed events after ``after`` in log order, each with its chain value."""
+        ...
+
+    def label_of(self, seal: SealView) -> str:
+        """What the sealed event was, for a person: a usage event's id, else the aggregate."""
         ...
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]: ...

@@ -88,18 +88,30 @@ TABLES = (
     "ON event_index_invoices (business_id, subscription_id, cycle_start)",
     "CREATE TABLE IF NOT EXISTS event_index_seal ("
     "position BIGINT NOT NULL PRIMARY KEY, originator_id TEXT NOT NULL, "
-    "version BIGINT NOT NULL, topic TEXT NOT NULL, label TEXT NOT NULL, "
-    "digest TEXT NOT NULL, chain TEXT NOT NULL)",
+    "version BIGINT NOT NULL, digest TEXT NOT NULL, chain TEXT NOT NULL)",
 )
-INSERT_SEAL = (
-    "INSERT INTO event_index_seal (position, originator_id, version, topic, label, digest, "
-    "chain) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+SEAL_TABLE = (
+    "event_index_seal",
+    (
+        ("position", "bigint"),
+        ("originator_id", "text"),
+        ("version", "bigint"),
+        ("digest", "text"),
+        ("chain", "text"),
+    ),
 )
 LAST_CHAIN = "SELECT chain FROM event_index_seal WHERE position <= ? ORDER BY position DESC LIMIT 1"
-INSERT_USAGE = (
-    "INSERT INTO event_index_usage "
-    "(business_id, event_id, customer_id, event_name, ts, metadata, position) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+USAGE_TABLE = (  # name, (column, PostgreSQL type)...
+    "event_index_usage",
+    (
+        ("business_id", "text"),
+        ("event_id", "text"),
+        ("customer_id", "text"),
+        ("event_name", "text"),
+        ("ts", "bigint"),
+        ("metadata", "text"),
+        ("position", "bigint"),
+    ),
 )
 INSERT_VOID = (
     "INSERT INTO event_index_voids (business_id, event_id, position, voided_at, reason) "
@@ -219,7 +231,7 @@ class EventIndexSQL(TrackedSQL):
         ]
         with self.datastore.transaction(commit=True) as curs:
             if usage_rows:
-                curs.executemany(self._q(INSERT_USAGE), usage_rows)
+                self._insert_rows(curs, USAGE_TABLE, usage_rows)
             if voids:
                 curs.executemany(
                     self._q(INSERT_VOID),
@@ -256,8 +268,27 @@ class EventIndexSQL(TrackedSQL):
                     ],
                 )
             if seals:
-                curs.executemany(self._q(INSERT_SEAL), self._chained(curs, seals))
+                self._insert_rows(curs, SEAL_TABLE, self._chained(curs, seals))
             self._insert_tracking(curs, tracking)
+
+    def _insert_rows(
+        self, curs: Any, table: tuple[str, tuple[tuple[str, str], ...]], rows: Sequence[Any]
+    ) -> None:
+        """Insert ``rows`` (a row once only): on PostgreSQL as one statement over
+        column arrays, which is several times faster than a statement a row."""
+        name, columns = table
+        names = ", ".join(column for column, _ in columns)
+        if self.mark == "?":
+            marks = ", ".join("?" for _ in columns)
+            statement = f"INSERT INTO {name} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608
+            curs.executemany(statement, rows)
+            return
+        arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)  # binary arrays
+        curs.execute(
+            f"INSERT INTO {name} ({names}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+            "ON CONFLICT DO NOTHING",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
 
     def _chained(self, curs: Any, seals: Sequence[SealView]) -> list[tuple[object, ...]]:
         """Seal rows, each with the chain value up to it (from the last sealed before)."""
@@ -272,8 +303,6 @@ class EventIndexSQL(TrackedSQL):
                     seal.position,
                     seal.originator_id,
                     seal.version,
-                    seal.topic,
-                    seal.label,
                     seal.digest,
                     previous,
                 )
@@ -286,11 +315,20 @@ class EventIndexSQL(TrackedSQL):
 
     def seals(self, after: int, limit: int) -> list[tuple[SealView, str]]:
         rows = self._fetch(
-            "SELECT position, originator_id, version, topic, label, digest, chain "
+            "SELECT position, originator_id, version, digest, chain "
             "FROM event_index_seal WHERE position > ? ORDER BY position LIMIT ?",
             [after, limit],
         )
-        return [(SealView(*row[:6]), str(row[6])) for row in rows]
+        return [(SealView(*row[:4]), str(row[4])) for row in rows]
+
+    def label_of(self, seal: SealView) -> str:
+        rows = self._fetch(
+            "SELECT business_id, event_id FROM event_index_usage WHERE position = ?",
+            [seal.position],
+        )
+        if rows:
+            return f"usage event {rows[0][0]}/{rows[0][1]}"
+        return f"aggregate {seal.originator_id} v{seal.version}"
 
     def list_meters(self, query: MeterQuery) -> list[MeterView]:
         statement = (
