@@ -207,7 +207,8 @@ class Container:
         self._billing_stop.set()
         if self._billing_thread is not None:
             self._billing_thread.join(timeout=10)
-        for follower in self.followers:
+        # the event index last: a usage recount after a void waits for it
+        for follower in reversed(self.followers):
             follower.stop()
         self.ledger.close()
 
