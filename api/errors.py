@@ -16,6 +16,7 @@ from api.response import ExactJSONResponse
 from api.schemas import ErrorRead
 from application.errors import (
     ConflictRetryExhaustedError,
+    IdempotencyKeyReusedError,
     InvalidParameterError,
     InvalidRequestError,
     LedgerError,
@@ -32,6 +33,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidRequestError, 422),
     (UnavailableError, 503),
     (ConflictRetryExhaustedError, 503),
+    (IdempotencyKeyReusedError, 409),
     (LedgerError, 400),
     (MeterDefinitionLockedError, 409),
     (DomainError, 422),

@@ -13,14 +13,17 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from application.credits import (
+    accounts_for,
+    cycle_price,
     drawn_grants,
     expire_grants,
     grant_cycle,
     settle,
+    settle_accounts,
     started_cycles,
     usable_grants,
 )
-from application.errors import NotFoundError
+from application.errors import ConflictRetryExhaustedError, NotFoundError
 from application.ledger import Ledger
 from application.ports import EventIndex
 from application.subscriptions import load
@@ -103,8 +106,12 @@ def finalize_cycle(
     *,
     cut: int,
     now: datetime,
+    peers: Sequence[Subscription] | None = None,
 ) -> InvoiceRecord:
     """The finalized invoice of one cycle, folded at log position ``cut``; idempotent.
+
+    ``peers``: every subscription in the log (read from it when not given); a
+    grant ends only once no cycle of its customer's may still draw on it.
 
     Earlier cycles whose usage changed since they were last folded (late events,
     voids) are carried as adjustments: fold at ``cut`` minus fold at their last
@@ -120,38 +127,54 @@ def finalize_cycle(
     cycle = subscription.cycle(cycle_index)
     for started in range(cycle_index + 1):  # the credit this cycle may draw on
         grant_cycle(ledger, subscription, started)
-    expire_grants(ledger, subscription, cycle.start, own_only=True)
-    grants = usable_grants(ledger, subscription, cycle_index)
-    invoice = invoice_of(
-        ledger, index, subscription, cycle, cut, up_to=cut, adjustments=adjustments, grants=grants
-    )
-    for line in invoice.lines:  # billed: what these meters measure may no longer change
-        ledger.lock_meter(business_id, line.meter_id, f"invoice {invoice_id}", now)
-    record = InvoiceRecord(
-        business_id=business_id,
-        invoice_id=invoice_id,
-        subscription_id=subscription.subscription_id,
-        customer_id=subscription.customer_id,
-        cycle_index=cycle_index,
-        cycle_start=cycle.start,
-        cycle_end=cycle.end,
-        cut=cut,
-        currency=invoice.currency,
-        total_minor=invoice.total_minor,
-        document=invoice.canonical_bytes().decode("ascii"),
-        sha256=invoice.sha256,
-        adjusted=adjusted,
-        finalized_at=now,
-        log_digest=index.seal_chain_at(cut),
-    )
-    try:
-        ledger.save(record)
-    except IntegrityError:  # another finalizer was first: its record stands
-        found = _record(ledger, business_id, invoice_id)
-        assert found is not None
-        record = found
-    settle(ledger, subscription, invoice_id, record.document, record.cycle_end)
-    return record
+    _, price = cycle_price(ledger, subscription, cycle_index)
+    for meter in price.meters:  # locked before the fold: what it measures may not change
+        ledger.lock_meter(business_id, meter.meter_id, f"invoice {invoice_id}", now)
+    # earlier cycles' grants end (and roll over) before this one draws
+    peers = [load(ledger, b, s) for b, s in all_subscriptions(ledger)] if peers is None else peers
+    expire_grants(ledger, subscription, cycle.start, peers, own_only=True)
+    for _ in range(MAX_FINALIZE_ATTEMPTS):
+        # Fold from the accounts as loaded, then save the record and their settlement
+        # in one transaction: if an account moved meanwhile, the store refuses both.
+        accounts = accounts_for(ledger, subscription, cycle_index)
+        grants = {e: a.usable_grants(cycle.start, cycle.end) for e, a in accounts.items()}
+        invoice = invoice_of(
+            ledger,
+            index,
+            subscription,
+            cycle,
+            cut,
+            up_to=cut,
+            adjustments=adjustments,
+            grants=grants,
+        )
+        record = InvoiceRecord(
+            business_id=business_id,
+            invoice_id=invoice_id,
+            subscription_id=subscription.subscription_id,
+            customer_id=subscription.customer_id,
+            cycle_index=cycle_index,
+            cycle_start=cycle.start,
+            cycle_end=cycle.end,
+            cut=cut,
+            currency=invoice.currency,
+            total_minor=invoice.total_minor,
+            document=invoice.canonical_bytes().decode("ascii"),
+            sha256=invoice.sha256,
+            adjusted=adjusted,
+            finalized_at=now,
+            log_digest=index.seal_chain_at(cut),
+        )
+        changed = settle_accounts(accounts, invoice_id, record.document, record.cycle_end)
+        try:
+            ledger.save(record, *changed)
+        except IntegrityError:
+            found = _record(ledger, business_id, invoice_id)
+            if found is not None:  # another finalizer was first: its record stands
+                return found
+            continue  # a credit account moved under the fold: fold again
+        return record
+    raise ConflictRetryExhaustedError(f"invoice {invoice_id}: credit accounts kept changing")
 
 
 def cycle_adjustments(
@@ -257,12 +280,20 @@ def finalize_due(
             existing = _record(ledger, business_id, invoice_id)
             if existing is None:
                 finalized.append(
-                    finalize_cycle(ledger, index, subscription, cycle_index, cut=cut, now=now)
+                    finalize_cycle(
+                        ledger,
+                        index,
+                        subscription,
+                        cycle_index,
+                        cut=cut,
+                        now=now,
+                        peers=subscriptions,
+                    )
                 )
             else:  # settled already, unless a crash came between the two
                 settle(ledger, subscription, invoice_id, existing.document, existing.cycle_end)
     for subscription in subscriptions:  # once every due cycle has drawn on them
-        expire_grants(ledger, subscription, now - grace)
+        expire_grants(ledger, subscription, now - grace, subscriptions)
     return finalized
 
 
@@ -294,5 +325,6 @@ def _record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord 
     return record
 
 
+MAX_FINALIZE_ATTEMPTS = 8
 SUBSCRIPTION_TOPIC = get_topic(Subscription.Created)
 INVOICE_TOPIC = get_topic(InvoiceRecord.Finalized)

@@ -19,8 +19,9 @@ Saving an account retries on a concurrent write: every command is idempotent
 from __future__ import annotations
 
 import json
+import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -30,7 +31,11 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from application.errors import ConflictRetryExhaustedError, NotFoundError
+from application.errors import (
+    ConflictRetryExhaustedError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+)
 from application.ledger import Ledger
 from domain.credit_account import (
     CreditAccount,
@@ -46,11 +51,13 @@ from domain.credit_entitlement import (
 from domain.credits import CreditTerms, Grant
 from domain.cycles import Cycle, cycle
 from domain.errors import InvalidCreditError
+from domain.invoice_record import invoice_aggregate_id, invoice_id_of
 from domain.metadata import validate_metadata
 from domain.pricing import UsagePrice
 from domain.subscription import Subscription
 
 T = TypeVar("T")
+_AMOUNT_TEXT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,28})?")
 MAX_SAVE_ATTEMPTS = 8
 ENTITLEMENT_TOPIC = get_topic(CreditEntitlement.Created)
 ACCOUNT_TOPIC = get_topic(CreditAccount.Opened)
@@ -218,35 +225,76 @@ def drawn_grants(document: Mapping[str, Any], start: datetime) -> dict[str, list
     return grants
 
 
-def settle(
-    ledger: Ledger, subscription: Subscription, invoice_id: str, document: str, at: datetime
-) -> None:
-    """Record on each account what a finalized invoice drew and its overage (once)."""
+def settlements(document: str) -> dict[str, tuple[list[tuple[str, Decimal]], Decimal, bool]]:
+    """Per entitlement, what a finalized invoice drew (grant, credits) and its overage."""
     parsed = json.loads(document)
-    per_entitlement: dict[str, tuple[list[tuple[str, Decimal]], Decimal, bool]] = {}
+    found: dict[str, tuple[dict[str, Decimal], Decimal, bool]] = {}
     for draw in parsed.get("credit_draws", []):
-        deductions, overage, billed = per_entitlement.get(
-            draw["credit_entitlement_id"], ([], Decimal(0), False)
-        )
-        deductions.append((draw["grant_id"], Decimal(draw["credits"])))
-        per_entitlement[draw["credit_entitlement_id"]] = (deductions, overage, billed)
+        drawn, overage, billed = found.get(draw["credit_entitlement_id"], ({}, Decimal(0), False))
+        drawn[draw["grant_id"]] = drawn.get(draw["grant_id"], Decimal(0)) + Decimal(draw["credits"])
+        found[draw["credit_entitlement_id"]] = (drawn, overage, billed)
     for item in parsed.get("credit_overage", []):
-        deductions, overage, billed = per_entitlement.get(
-            item["credit_entitlement_id"], ([], Decimal(0), False)
-        )
-        per_entitlement[item["credit_entitlement_id"]] = (
-            deductions,
+        drawn, overage, billed = found.get(item["credit_entitlement_id"], ({}, Decimal(0), False))
+        found[item["credit_entitlement_id"]] = (
+            drawn,
             overage + Decimal(item["credits"]),
             billed or item["billed"] == "yes",
         )
-    for entitlement_id, (deductions, overage, billed) in sorted(per_entitlement.items()):
-        merged: dict[str, Decimal] = {}
-        for grant_id, credits in deductions:
-            merged[grant_id] = merged.get(grant_id, Decimal(0)) + credits
+    return {
+        entitlement_id: (sorted(drawn.items()), overage, billed)
+        for entitlement_id, (drawn, overage, billed) in sorted(found.items())
+    }
+
+
+def accounts_for(
+    ledger: Ledger, subscription: Subscription, index: int
+) -> dict[str, CreditAccount]:
+    """The customer's account under each entitlement cycle ``index``'s price attaches,
+    as stored now (opened, unsaved, where there is none yet)."""
+    current, price = cycle_price(ledger, subscription, index)
+    accounts = {}
+    for terms in price.credits:
+        account = load_account(
+            ledger, subscription.business_id, terms.entitlement_id, subscription.customer_id
+        )
+        accounts[terms.entitlement_id] = account or CreditAccount(
+            business_id=subscription.business_id,
+            entitlement_id=terms.entitlement_id,
+            customer_id=subscription.customer_id,
+            opened_at=current.start,
+        )
+    return accounts
+
+
+def settle_accounts(
+    accounts: Mapping[str, CreditAccount], invoice_id: str, document: str, at: datetime
+) -> list[CreditAccount]:
+    """Apply a finalized invoice's draws and overage to ``accounts``; those changed.
+
+    The invoice was folded from these same account versions, so every draw fits;
+    saving them with the invoice record in one transaction makes both or neither.
+    """
+    changed = []
+    for entitlement_id, (drawn, overage, billed) in settlements(document).items():
+        account = accounts[entitlement_id]
+        if account.settle(invoice_id, drawn, overage, billed, at):
+            changed.append(account)
+    return changed
+
+
+def settle(
+    ledger: Ledger, subscription: Subscription, invoice_id: str, document: str, at: datetime
+) -> None:
+    """Record on each account what a finalized invoice drew and its overage (once).
+
+    Finalization already does this with the record; this repairs a record whose
+    settlement is missing, and changes nothing otherwise.
+    """
+    for entitlement_id, (drawn, overage, billed) in settlements(document).items():
         command = partial(
             CreditAccount.settle,
             invoice_id=invoice_id,
-            deductions=sorted(merged.items()),
+            deductions=drawn,
             overage=overage,
             overage_billed=billed,
             at=at,
@@ -260,20 +308,24 @@ def expire_grants(
     ledger: Ledger,
     subscription: Subscription,
     before: datetime,
+    peers: Sequence[Subscription],
     *,
     own_only: bool = False,
 ) -> None:
-    """End every grant of the subscription's accounts that expired by ``before``.
+    """End the grants of the subscription's accounts that expired by ``before``.
 
-    ``own_only``: only the grants the subscription gave (its cycles' and their
-    rollovers), leaving those another subscription or a manual entry gave.
+    A grant is ended only once every cycle that may draw on it, of any of the
+    customer's subscriptions (``peers``, this one included), is finalized: so
+    whether a cycle gets its credit never depends on when billing ran. A
+    subscription's grant rolls over by the terms of the subscription that gave it.
+    ``own_only``: only the grants this subscription gave.
     """
     seen: set[str] = set()
-    index = 0
     for index in started_cycles(subscription, before):
         _, price = cycle_price(ledger, subscription, index)
         seen.update(t.entitlement_id for t in price.credits)
-    del index
+    mine = [p for p in peers if (p.business_id, p.customer_id) == _owner(subscription)]
+    by_id = {p.subscription_id: p for p in mine}
     for entitlement_id in sorted(seen):
         account = load_account(
             ledger, subscription.business_id, entitlement_id, subscription.customer_id
@@ -287,9 +339,39 @@ def expire_grants(
             and s.grant.expires_at is not None
             and s.grant.expires_at <= before
             and (not own_only or s.source_id == subscription.subscription_id)
+            and not _still_drawn_on(ledger, s.grant, mine)
         )
         for expires_at, grant_id in due:
-            _expire(ledger, subscription, entitlement_id, grant_id, expires_at)
+            giver = by_id.get(account.grants[grant_id].source_id or "", subscription)
+            _expire(ledger, giver, entitlement_id, grant_id, expires_at)
+
+
+def _owner(subscription: Subscription) -> tuple[str, str]:
+    return subscription.business_id, subscription.customer_id
+
+
+def _still_drawn_on(ledger: Ledger, grant: Grant, peers: Sequence[Subscription]) -> bool:
+    """Some cycle that may draw on ``grant`` (it overlaps its life) is not finalized yet."""
+    assert grant.expires_at is not None
+    for peer in peers:
+        ends_at = peer.ends_at
+        start = max(grant.granted_at, peer.started_at)
+        if start >= grant.expires_at:
+            continue
+        index = peer.cycle_at(start).index
+        while True:
+            current = peer.cycle(index)
+            if current.start >= grant.expires_at or (
+                ends_at is not None and current.start >= ends_at
+            ):
+                break
+            invoice_id = invoice_id_of(peer.business_id, peer.subscription_id, index)
+            try:
+                ledger.repository.get(invoice_aggregate_id(peer.business_id, invoice_id))
+            except AggregateNotFoundError:
+                return True
+            index += 1
+    return False
 
 
 def _expire(
@@ -366,6 +448,11 @@ def add_ledger_entry(
         if idempotency_key is not None:
             earlier = account.entry_for(idempotency_key)
             if earlier is not None:
+                if (earlier.amount, earlier.is_credit) != (units, entry_type == "credit"):
+                    raise IdempotencyKeyReusedError(
+                        f"idempotency_key {idempotency_key!r} was used for another entry "
+                        f"({'credit' if earlier.is_credit else 'debit'} of {earlier.amount})"
+                    )
                 return earlier
         if entry_type == "credit":
             account.grant(
@@ -390,13 +477,13 @@ def add_ledger_entry(
 
 
 def _amount(raw: str) -> Decimal:
-    try:
-        value = Decimal(raw)
-    except (ArithmeticError, ValueError, TypeError):
-        raise InvalidCreditError("amount must be a decimal string such as '100'") from None
-    if not value.is_finite() or value.adjusted() >= 10:
-        raise InvalidCreditError("amount must be a finite number below 10^10")
-    return value
+    """The wire's amount: digits, optionally a point and up to 28 more (NUMERIC(38,28))."""
+    if not isinstance(raw, str) or _AMOUNT_TEXT.fullmatch(raw) is None:
+        raise InvalidCreditError(
+            "amount must be a decimal string below 10^10 with at most 28 decimal places, "
+            "such as '100' or '2.5'"
+        )
+    return Decimal(raw)
 
 
 def _created(ledger: Ledger, topic: str, kind: type[T]) -> Iterator[T]:

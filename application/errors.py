@@ -32,6 +32,12 @@ class DuplicateEventInRequestError(InvalidRequestError):
     code = "duplicate_event_id_in_request"
 
 
+class IdempotencyKeyReusedError(LedgerError):
+    """An idempotency key sent again with a different request."""
+
+    code = "idempotency_key_reused"
+
+
 class ConflictRetryExhaustedError(LedgerError):
     """Concurrent writers kept colliding; the client may retry safely."""
 

@@ -60,9 +60,8 @@ class EventIndexProjection:
         positions: Sequence[int] = (),
         notifications: Sequence[Notification] = (),
     ) -> None:
-        # Idempotent rows: a batch applied by two processes writes the same rows,
-        # and the library refuses the older tracking position.
-        del after
+        # A batch is written only where it was read (``after``): two followers, or a
+        # follower and a rebuild, never leave a hole or chain the seal from nowhere.
         usage: list[tuple[int, UsageEventView]] = []
         own = positions or [tracking.notification_id] * len(events)
         customers: list[CustomerView] = []
@@ -86,7 +85,9 @@ class EventIndexProjection:
         meters = [self._meter_at(i, v) for i, v in meter_versions.items()]
         products = [self._product_at(i, v) for i, v in product_versions.items()]
         seals = [seal_of(n, e) for n, e in zip(notifications, events, strict=True)]
-        self._view.record(usage, customers, meters, products, invoices, tracking, voids, seals)
+        self._view.record(
+            usage, customers, meters, products, invoices, tracking, voids, seals, after
+        )
 
 
 def seal_of(notification: Notification, domain_event: DomainEvent) -> SealView:

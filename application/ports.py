@@ -205,6 +205,7 @@ class EventIndex(TrackedView, Protocol):
         tracking: Tracking,
         voids: Sequence[tuple[int, VoidView]] = (),
         seals: Sequence[SealView] = (),
+        after: int | None = None,
     ) -> None: ...
 
     def seal_chain_at(self, position: int) -> str:

@@ -239,19 +239,15 @@ class CreditAccount(Aggregate):
     ) -> bool:
         """Record what a finalized invoice drew; once per invoice.
 
-        A grant that lost credit since the invoice was folded (a manual debit
-        in between) gives what it still has: the balance never goes negative.
+        The invoice was folded from this account's grants as they stand, so every
+        deduction fits; one that does not means it was folded from another state.
         """
         if invoice_id in self.settled:
             return False
-        available = []
         for grant_id, credits in deductions:
             state = self.grants.get(grant_id)
-            if state is None:
-                raise InvalidCreditError(f"invoice {invoice_id} draws on unknown grant {grant_id}")
-            left = _ZERO if state.expired else state.grant.balance
-            available.append((grant_id, min(credits, left)))
-        deductions = [(grant_id, credits) for grant_id, credits in available if credits]
+            if state is None or state.expired or state.grant.balance < credits:
+                raise InvalidCreditError(f"invoice {invoice_id} draws more than grant {grant_id}")
         self._on_settled(invoice_id, deductions, overage, overage_billed, at)
         return True
 

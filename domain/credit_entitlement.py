@@ -123,6 +123,7 @@ def parse_entitlement(raw: Mapping[str, Any]) -> dict[str, Any]:
     overage_limit = raw.get("overage_limit")
     if overage_limit is not None and (type(overage_limit) is not int or overage_limit < 0):
         raise InvalidCreditError("overage_limit must be a non-negative integer or null")
+    check_rules(raw)
     settings = {
         "name": name,
         "description": description,
@@ -144,6 +145,35 @@ def parse_entitlement(raw: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
+_OPTIONAL_COUNTS = (
+    ("rollover_percentage", 0, 100),
+    ("max_rollover_count", 0, 1000),
+    ("rollover_timeframe_count", 1, 1000),
+    ("expires_after_days", 1, 36_600),
+)
+
+
+def check_rules(raw: Mapping[str, Any], path: str = "") -> None:
+    """Each rule the wire may set is of its type, whether or not it is used."""
+    for flag in ("overage_enabled", "rollover_enabled"):
+        if raw.get(flag) is not None and type(raw.get(flag)) is not bool:
+            raise InvalidCreditError(f"{path}{flag} must be true or false")
+    for name, low, high in _OPTIONAL_COUNTS:
+        value = raw.get(name)
+        if value is not None and (type(value) is not int or not low <= value <= high):
+            raise InvalidCreditError(f"{path}{name} must be an integer from {low} to {high}")
+    behavior = raw.get("overage_behavior")
+    if behavior is not None and behavior not in OVERAGE_CHOICES:
+        raise InvalidCreditError(
+            f"{path}overage_behavior must be one of {', '.join(OVERAGE_CHOICES)}"
+        )
+    interval = raw.get("rollover_timeframe_interval")
+    if interval is not None and interval not in ("Day", "Week", "Month", "Year"):
+        raise InvalidCreditError(
+            f"{path}rollover_timeframe_interval must be Day, Week, Month or Year"
+        )
+
+
 def resolve_attachment(
     raw: object, index: int, entitlements: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -163,6 +193,8 @@ def resolve_attachment(
         raise InvalidCreditError(f"{path}.credit_entitlement_id: no such credit entitlement")
     if raw.get("trial_credits") not in (None, "0"):
         raise InvalidCreditError(f"{path}.trial_credits: trial credits are not supported")
+    check_rules(raw, f"{path}.")
+    currency, price, proration, threshold = _attachment_fields(raw, path)
     settings = entitlements[entitlement_id]
     resolved = {rule: raw[rule] if raw.get(rule) is not None else settings[rule] for rule in _RULES}
     limit = resolved["overage_limit"]
@@ -177,10 +209,10 @@ def resolve_attachment(
         "credit_entitlement_unit": settings["unit"],
         "credits_amount": amount,
         "precision": settings["precision"],
-        "currency": raw.get("currency") or settings["currency"],
-        "price_per_unit": raw.get("price_per_unit") or settings["price_per_unit"],
-        "proration_behavior": raw.get("proration_behavior") or "prorate",
-        "low_balance_threshold_percent": raw.get("low_balance_threshold_percent"),
+        "currency": currency or settings["currency"],
+        "price_per_unit": price or settings["price_per_unit"],
+        "proration_behavior": proration or "prorate",
+        "low_balance_threshold_percent": threshold,
         **resolved,
     }
     try:
@@ -191,6 +223,26 @@ def resolve_attachment(
     if terms.overage_limit is not None:
         wire["overage_limit"] = format(terms.overage_limit, "f")
     return wire
+
+
+def _attachment_fields(raw: Mapping[str, Any], path: str) -> tuple[Any, Any, Any, Any]:
+    """An attachment's own fields, checked: currency, price per unit, proration, threshold."""
+    proration = raw.get("proration_behavior")
+    if proration is not None and proration not in ("prorate", "no_prorate"):
+        raise InvalidCreditError(f"{path}.proration_behavior must be prorate or no_prorate")
+    threshold = raw.get("low_balance_threshold_percent")
+    if threshold is not None and (type(threshold) is not int or not 0 <= threshold <= 100):
+        raise InvalidCreditError(f"{path}.low_balance_threshold_percent: an integer from 0 to 100")
+    if raw.get("trial_credits_expire_after_trial") not in (None, True, False):
+        raise InvalidCreditError(f"{path}.trial_credits_expire_after_trial must be true or false")
+    currency, price = raw.get("currency"), raw.get("price_per_unit")
+    if currency is not None and not isinstance(currency, str):
+        raise InvalidCreditError(f"{path}.currency must be an ISO 4217 code")
+    if currency is not None:
+        _guard(minor_unit_exponent, currency)
+    if price is not None:
+        price = format(_guard(parse_price_per_unit, price), "f")
+    return currency, price, proration, threshold
 
 
 def terms_from_wire(wire: Mapping[str, Any]) -> CreditTerms:

@@ -29,6 +29,7 @@ from application.ports import (
     InvoiceView,
     MeterQuery,
     MeterView,
+    PositionMovedError,
     ProductQuery,
     ProductView,
     SealView,
@@ -200,7 +201,11 @@ class EventIndexSQL(TrackedSQL):
         tracking: Tracking,
         voids: Sequence[tuple[int, VoidView]] = (),
         seals: Sequence[SealView] = (),
+        after: int | None = None,
     ) -> None:
+        """Write a batch's rows and its position; with ``after``, only if the index is
+        still where the batch was read (``PositionMovedError`` otherwise: another
+        follower, or a rebuild, moved it)."""
         usage_rows = [
             (
                 e.business_id,
@@ -230,6 +235,8 @@ class EventIndexSQL(TrackedSQL):
             for m in meters
         ]
         with self.datastore.transaction(commit=True) as curs:
+            if after is not None:
+                self._check_position(curs, tracking.application_name, after)
             if usage_rows:
                 self._insert_rows(curs, USAGE_TABLE, usage_rows)
             if voids:
@@ -268,8 +275,23 @@ class EventIndexSQL(TrackedSQL):
                     ],
                 )
             if seals:
-                self._insert_rows(curs, SEAL_TABLE, self._chained(curs, seals))
+                self._insert_rows(curs, SEAL_TABLE, self._chained(curs, seals, after))
             self._insert_tracking(curs, tracking)
+
+    def _check_position(self, curs: Any, application_name: str, after: int) -> None:
+        table = getattr(self, "tracking_table_name", "tracking")
+        if self.mark != "?":  # one batch at a time: a second writer waits, then sees the move
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
+        curs.execute(
+            self._q(f"SELECT MAX(notification_id) FROM {table} WHERE application_name = ?"),  # noqa: S608
+            (application_name,),
+        )
+        rows = _tuples(curs)
+        position = (rows[0][0] if rows else None) or 0
+        if position != after:
+            raise PositionMovedError(
+                f"the event index is at {position}, not at {after} where this batch was read"
+            )
 
     def _insert_rows(
         self, curs: Any, table: tuple[str, tuple[tuple[str, str], ...]], rows: Sequence[Any]
@@ -290,10 +312,14 @@ class EventIndexSQL(TrackedSQL):
             [list(column) for column in zip(*rows, strict=True)],
         )
 
-    def _chained(self, curs: Any, seals: Sequence[SealView]) -> list[tuple[object, ...]]:
+    def _chained(
+        self, curs: Any, seals: Sequence[SealView], after: int | None
+    ) -> list[tuple[object, ...]]:
         """Seal rows, each with the chain value up to it (from the last sealed before)."""
         curs.execute(self._q(LAST_CHAIN), (seals[0].position - 1,))
         found = _tuples(curs)
+        if not found and after:
+            raise PositionMovedError(f"no seal before position {seals[0].position}")
         previous = found[0][0] if found else GENESIS
         rows: list[tuple[object, ...]] = []
         for seal in seals:

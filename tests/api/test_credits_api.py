@@ -458,3 +458,85 @@ def test_subscribing_grants_each_begun_cycle_once(world) -> None:
     container.close_cycles(catch_up=True)
     again = client.get(f"/credit-entitlements/{ent}/balances/{cid}/grants").json()["items"]
     assert len(again) == 2  # the billing loop grants by the same ids: nothing twice
+
+
+def test_an_idempotency_key_sent_with_another_entry_is_a_conflict(world) -> None:
+    client, _, cid, _, _ = world
+    ent = entitlement(client)
+    path = f"/credit-entitlements/{ent}/balances/{cid}/ledger-entries"
+    entry = {"amount": "10", "entry_type": "credit", "idempotency_key": "k"}
+    assert client.post(path, json=entry).status_code == 200
+    assert_error(client.post(path, json={**entry, "amount": "11"}), 409, "idempotency_key_reused")
+    assert_error(
+        client.post(path, json={**entry, "entry_type": "debit"}), 409, "idempotency_key_reused"
+    )
+    assert [e[1] for e in ledger_of(client, ent, cid)] == ["10"]
+
+
+@pytest.mark.parametrize("amount", ["0." + "1" * 1001, "1_0", "1e3", " 5", "12345678901"])
+def test_odd_amounts_are_refused_not_a_500(world, amount) -> None:
+    client, _, cid, _, _ = world
+    ent = entitlement(client, precision=12)
+    path = f"/credit-entitlements/{ent}/balances/{cid}/ledger-entries"
+    response = client.post(path, json={"amount": amount, "entry_type": "credit"})
+    assert_error(response, 422, "invalid_credit")
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"overage_enabled": "false"},
+        {"rollover_enabled": 1},
+        {"rollover_percentage": "50"},
+        {"max_rollover_count": -1},
+        {"price_per_unit": {"a": 1}},
+        {"currency": 5},
+        {"proration_behavior": []},
+        {"low_balance_threshold_percent": 101},
+        {"overage_behavior": "sometimes"},
+        {"rollover_timeframe_interval": "Fortnight", "rollover_timeframe_count": 1},
+    ],
+)
+def test_attachment_overrides_of_the_wrong_type_are_refused(world, override) -> None:
+    client, _, _, calls, _ = world
+    ent = entitlement(client)
+    response = client.post(
+        "/products",
+        json={
+            "name": "P",
+            "tax_category": "saas",
+            "price": {
+                "type": "usage_based_price",
+                "currency": "USD",
+                "fixed_price": 0,
+                "payment_frequency_count": 1,
+                "payment_frequency_interval": "Month",
+                "meters": [{"meter_id": calls, "price_per_unit": "1"}],
+            },
+            "credit_entitlements": [
+                {"credit_entitlement_id": ent, "credits_amount": "5", **override}
+            ],
+        },
+    )
+    assert_error(response, 422, "invalid_credit")
+
+
+def test_two_subscriptions_sharing_credit_never_spend_it_twice(world, clock) -> None:
+    """Two plans of one customer attach the same entitlement: their invoices draw on
+    one account, and what they apply is what the account's ledger deducts."""
+    client, container, cid, _, start = world
+    ent = entitlement(client, overage_enabled=False, overage_behavior=None)
+    start(ent)
+    start(ent)
+    send(client, cid, clock.now - timedelta(days=20), "a", 1500)
+    records = container.close_cycles(catch_up=True)
+    assert len(records) == 2
+    applied = 0
+    for record in records:
+        [line] = client.get(f"/invoices/{record.invoice_id}").json()["invoice"]["lines"]
+        applied += int(line["credits_applied"])
+    deducted = sum(int(e[1]) for e in ledger_of(client, ent, cid) if e[0] == "credit_deducted")
+    # each plan bills the customer's 1,500 calls; cycle 0 has the two plans' 2,000 credits
+    assert applied == deducted == 2000
+    balance = client.get(f"/credit-entitlements/{ent}/balances/{cid}").json()["balance"]
+    assert int(balance) >= 0

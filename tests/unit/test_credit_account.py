@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from domain.credit_account import CreditAccount, cycle_grant_id, rollover_grant_id
 from domain.credits import CreditLink, CreditTerms, Grant, RolloverRule, cover
-from domain.errors import InsufficientCreditError
+from domain.errors import InsufficientCreditError, InvalidCreditError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -70,12 +70,14 @@ def test_a_debit_draws_in_order_and_never_overdraws() -> None:
         acc.debit(D(4), T0, reason=None, metadata=None, idempotency_key=None)
 
 
-def test_settling_is_once_per_invoice_and_never_takes_more_than_is_left() -> None:
+def test_settling_is_once_per_invoice_and_refuses_more_than_is_left() -> None:
     acc = account()
     acc.grant("g", D(10), source_type="subscription", source_id="s", granted_at=T0, expires_at=T1)
     acc.debit(D(4), T0, reason=None, metadata=None, idempotency_key=None)
-    assert acc.settle("inv", [("g", D(8))], D(3), True, T1)  # folded before the debit
-    assert not acc.settle("inv", [("g", D(8))], D(3), True, T1)
+    with pytest.raises(InvalidCreditError):  # folded before the debit: fold again
+        acc.settle("inv", [("g", D(8))], D(3), True, T1)
+    assert acc.settle("inv", [("g", D(6))], D(3), True, T1)
+    assert not acc.settle("inv", [("g", D(6))], D(3), True, T1)
     assert acc.balance == 0
     kinds = [e.transaction_type for e in acc.entries]
     assert kinds[-3:] == ["credit_deducted", "overage_charged", "overage_reset"]
