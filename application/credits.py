@@ -225,20 +225,23 @@ def drawn_grants(document: Mapping[str, Any], start: datetime) -> dict[str, list
     return grants
 
 
-def settlements(document: str) -> dict[str, tuple[list[tuple[str, Decimal]], Decimal, bool]]:
+def settlements(
+    document: str,
+) -> dict[str, tuple[list[tuple[str, Decimal]], Decimal, Decimal]]:
     """Per entitlement, what a finalized invoice drew (grant, credits) and its overage."""
     parsed = json.loads(document)
-    found: dict[str, tuple[dict[str, Decimal], Decimal, bool]] = {}
+    found: dict[str, tuple[dict[str, Decimal], Decimal, Decimal]] = {}
+    zero = Decimal(0)
     for draw in parsed.get("credit_draws", []):
-        drawn, overage, billed = found.get(draw["credit_entitlement_id"], ({}, Decimal(0), False))
+        drawn, overage, billed = found.get(draw["credit_entitlement_id"], ({}, zero, zero))
         drawn[draw["grant_id"]] = drawn.get(draw["grant_id"], Decimal(0)) + Decimal(draw["credits"])
         found[draw["credit_entitlement_id"]] = (drawn, overage, billed)
     for item in parsed.get("credit_overage", []):
-        drawn, overage, billed = found.get(item["credit_entitlement_id"], ({}, Decimal(0), False))
+        drawn, overage, billed = found.get(item["credit_entitlement_id"], ({}, zero, zero))
         found[item["credit_entitlement_id"]] = (
             drawn,
             overage + Decimal(item["credits"]),
-            billed or item["billed"] == "yes",
+            billed + Decimal(item["billed_credits"]),
         )
     return {
         entitlement_id: (sorted(drawn.items()), overage, billed)

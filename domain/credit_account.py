@@ -124,7 +124,7 @@ class CreditAccount(Aggregate):
         invoice_id: str
         deductions: list[tuple[str, Decimal]]
         overage: Decimal
-        overage_billed: bool
+        overage_billed: Decimal  # of ``overage``, credits billed on the invoice
         at: datetime
 
     class Expired(Aggregate.Event):
@@ -234,7 +234,7 @@ class CreditAccount(Aggregate):
         invoice_id: str,
         deductions: list[tuple[str, Decimal]],
         overage: Decimal,
-        overage_billed: bool,
+        overage_billed: Decimal,
         at: datetime,
     ) -> bool:
         """Record what a finalized invoice drew; once per invoice.
@@ -380,7 +380,7 @@ class CreditAccount(Aggregate):
         invoice_id: str,
         deductions: list[tuple[str, Decimal]],
         overage: Decimal,
-        overage_billed: bool,
+        overage_billed: Decimal,
         at: datetime,
     ) -> None:
         self.settled.add(invoice_id)
@@ -408,7 +408,7 @@ class CreditAccount(Aggregate):
                 overage_after=canonical_number(overage),
                 reference_type="invoice",
                 reference_id=invoice_id,
-                description="billed on the invoice" if overage_billed else "forgiven",
+                description=_overage_text(overage, overage_billed),
             )
             self._entry(
                 "overage_reset",
@@ -465,3 +465,9 @@ class CreditAccount(Aggregate):
                 reference_type="grant",
                 reference_id=grant_id,
             )
+
+
+def _overage_text(overage: Decimal, billed: Decimal) -> str:
+    forgiven = canonical_number(overage - billed)
+    parts = [f"{canonical_number(billed)} billed on the invoice"] if billed else []
+    return ", ".join([*parts, f"{forgiven} forgiven"] if forgiven else parts)

@@ -255,12 +255,12 @@ class Draw:
 
 @dataclass(frozen=True, slots=True)
 class Overage:
-    """``credits`` of usage on ``meter_id`` no grant covered; ``billed`` or forgiven."""
+    """``credits`` of usage on ``meter_id`` no grant covered; ``billed_credits`` of it billed."""
 
     entitlement_id: str
     meter_id: str
     credits: Decimal
-    billed: bool
+    billed_credits: Decimal  # of ``credits``: the rest is forgiven
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +271,7 @@ class Coverage:
     forgiven_units: Decimal
     credits_drawn: Decimal
     overage_credits: Decimal
+    billed_credits: Decimal = _ZERO
 
 
 def cover(
@@ -308,21 +309,23 @@ def cover(
             units, canonical_number(_EXACT.multiply(drawdown.covered, link.units_per_credit))
         )
         uncovered = canonical_number(_EXACT.subtract(units, covered))
-        billable = _ZERO
+        billable = billed_credits = _ZERO
         if entitlement.bills_overage:
             limit = limits[link.entitlement_id]
             if limit is None:
-                billable = uncovered
+                billable, billed_credits = uncovered, drawdown.overage
             else:
                 allowed = min(drawdown.overage, limit)
                 limits[link.entitlement_id] = canonical_number(_EXACT.subtract(limit, allowed))
                 billable = min(
                     uncovered, canonical_number(_EXACT.multiply(allowed, link.units_per_credit))
                 )
+                billed_credits = allowed
         coverage[meter_id] = Coverage(
             credit_units=canonical_number(covered),
             forgiven_units=canonical_number(_EXACT.subtract(uncovered, billable)),
             credits_drawn=drawdown.covered,
             overage_credits=drawdown.overage,
+            billed_credits=billed_credits,
         )
     return coverage, tuple(draws)

@@ -270,7 +270,7 @@ def price_cycle(
                 links[m].entitlement_id,
                 m,
                 c.overage_credits,
-                terms[links[m].entitlement_id].bills_overage,
+                c.billed_credits,
             )
             for m, c in sorted(coverage.items())
             if c.overage_credits
@@ -361,7 +361,7 @@ def _overage_json(item: Overage) -> dict[str, JsonValue]:
         "credit_entitlement_id": item.entitlement_id,
         "meter_id": item.meter_id,
         "credits": _decimal(item.credits),
-        "billed": "yes" if item.billed else "no",
+        "billed_credits": _decimal(item.billed_credits),
     }
 
 

@@ -195,6 +195,13 @@ def test_units_per_credit_and_the_overage_limit(world, clock) -> None:
         "5000",
         "4500",
     )
+    ledger = client.get(
+        f"/credit-entitlements/{ent}/balances/{cid}/ledger",
+        params={"transaction_type": "overage_charged"},
+    ).json()["items"]
+    assert [(e["amount"], e["description"]) for e in ledger] == [
+        ("190", "100 billed on the invoice, 90 forgiven")
+    ]
 
 
 def test_a_price_change_of_credits_applies_from_the_next_cycle(world, clock) -> None:

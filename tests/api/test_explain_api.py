@@ -184,7 +184,7 @@ def test_a_credit_line_shows_the_grants_it_drew_in_order(world, clock) -> None:
     assert drawn == [("api", "50"), ("subscription", "100")]  # api: the manual credit
     assert {d["credit_entitlement_id"] for d in line["credit_draws"]} == {ent}
     assert line["credit_overage"] == [
-        {"credit_entitlement_id": ent, "credits": "20", "billed": "yes"}
+        {"credit_entitlement_id": ent, "credits": "20", "billed_credits": "20"}
     ]
     assert line["credit_link"] == {"credit_entitlement_id": ent, "meter_units_per_credit": "1"}
     assert (line["events_counted"], line["consumed"]) == (170, line["line"]["consumed"])

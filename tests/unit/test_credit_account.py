@@ -75,9 +75,10 @@ def test_settling_is_once_per_invoice_and_refuses_more_than_is_left() -> None:
     acc.grant("g", D(10), source_type="subscription", source_id="s", granted_at=T0, expires_at=T1)
     acc.debit(D(4), T0, reason=None, metadata=None, idempotency_key=None)
     with pytest.raises(InvalidCreditError):  # folded before the debit: fold again
-        acc.settle("inv", [("g", D(8))], D(3), True, T1)
-    assert acc.settle("inv", [("g", D(6))], D(3), True, T1)
-    assert not acc.settle("inv", [("g", D(6))], D(3), True, T1)
+        acc.settle("inv", [("g", D(8))], D(3), D(3), T1)
+    assert acc.settle("inv", [("g", D(6))], D(3), D(2), T1)
+    assert not acc.settle("inv", [("g", D(6))], D(3), D(2), T1)
+    assert acc.entries[-2].description == "2 billed on the invoice, 1 forgiven"
     assert acc.balance == 0
     kinds = [e.transaction_type for e in acc.entries]
     assert kinds[-3:] == ["credit_deducted", "overage_charged", "overage_reset"]
