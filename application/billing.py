@@ -10,7 +10,6 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from application.credits import (
     accounts_for,
@@ -18,7 +17,6 @@ from application.credits import (
     drawn_grants,
     expire_grants,
     grant_cycle,
-    settle,
     settle_accounts,
     started_cycles,
     usable_grants,
@@ -121,7 +119,6 @@ def finalize_cycle(
     invoice_id = invoice_id_of(business_id, subscription.subscription_id, cycle_index)
     existing = _record(ledger, business_id, invoice_id)
     if existing is not None:
-        settle(ledger, subscription, invoice_id, existing.document, existing.cycle_end)
         return existing
     adjustments, adjusted = cycle_adjustments(ledger, index, subscription, cycle_index, cut)
     cycle = subscription.cycle(cycle_index)
@@ -242,12 +239,7 @@ def recompute(ledger: Ledger, index: EventIndex, record: InvoiceRecord) -> Invoi
 
 def finalized_records(ledger: Ledger) -> Iterator[InvoiceRecord]:
     """Every finalized invoice in the log, in the order it was finalized."""
-    notifications = ledger.recorder.select_notifications(
-        start=0, limit=2**62, topics=[INVOICE_TOPIC], inclusive_of_start=False
-    )
-    for notification in notifications:
-        created = ledger.mapper.to_domain_event(notification)
-        assert isinstance(created, InvoiceRecord.Finalized)
+    for created in ledger.created(InvoiceRecord.Finalized):
         found = _record(ledger, created.business_id, created.invoice_id)
         assert found is not None
         yield found
@@ -273,12 +265,12 @@ def finalize_due(
     subscriptions = [load(ledger, b, s) for b, s in all_subscriptions(ledger)]
     for subscription in subscriptions:
         business_id, subscription_id = subscription.business_id, subscription.subscription_id
-        for cycle_index in started_cycles(subscription, now):
-            grant_cycle(ledger, subscription, cycle_index)
+        begun = list(started_cycles(subscription, now))
+        if begun:  # earlier cycles were granted at subscription or by earlier ticks
+            grant_cycle(ledger, subscription, begun[-1])
         for cycle_index in due_cycles(subscription, now, grace):
             invoice_id = invoice_id_of(business_id, subscription_id, cycle_index)
-            existing = _record(ledger, business_id, invoice_id)
-            if existing is None:
+            if _record(ledger, business_id, invoice_id) is None:
                 finalized.append(
                     finalize_cycle(
                         ledger,
@@ -290,8 +282,6 @@ def finalize_due(
                         peers=subscriptions,
                     )
                 )
-            else:  # settled already, unless a crash came between the two
-                settle(ledger, subscription, invoice_id, existing.document, existing.cycle_end)
     for subscription in subscriptions:  # once every due cycle has drawn on them
         expire_grants(ledger, subscription, now - grace, subscriptions)
     return finalized
@@ -299,15 +289,7 @@ def finalize_due(
 
 def all_subscriptions(ledger: Ledger) -> list[tuple[str, str]]:
     """(business, subscription) of every subscription in the log, oldest first."""
-    notifications = ledger.recorder.select_notifications(
-        start=0, limit=2**62, topics=[SUBSCRIPTION_TOPIC], inclusive_of_start=False
-    )
-    found = []
-    for notification in notifications:
-        created = ledger.mapper.to_domain_event(notification)
-        assert isinstance(created, Subscription.Created)
-        found.append((created.business_id, created.subscription_id))
-    return found
+    return [(c.business_id, c.subscription_id) for c in ledger.created(Subscription.Created)]
 
 
 def invoice_record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord:
@@ -326,5 +308,3 @@ def _record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord 
 
 
 MAX_FINALIZE_ATTEMPTS = 8
-SUBSCRIPTION_TOPIC = get_topic(Subscription.Created)
-INVOICE_TOPIC = get_topic(InvoiceRecord.Finalized)

@@ -7,7 +7,8 @@ this module decides when they happen:
   cycle's start, with the price in force then) ``credits_amount`` credits,
   expiring at the cycle's end, or ``expires_after_days`` after its start;
 - a cycle's invoice draws on the grants usable in it (``usable_grants``), and
-  its finalization records the draws and the overage on the account (``settle``);
+  its finalization records the draws and the overage on the account
+  (``settle_accounts``, in the same transaction as the invoice record);
 - a grant past its expiry is ended by the billing loop, rolling over what the
   terms allow into a grant that lasts one more cycle (or the rollover timeframe);
 - manual ledger entries credit (a new grant) or debit (in the drawdown order).
@@ -29,7 +30,6 @@ from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from application.errors import (
     ConflictRetryExhaustedError,
@@ -59,8 +59,6 @@ from domain.subscription import Subscription
 T = TypeVar("T")
 _AMOUNT_TEXT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,28})?")
 MAX_SAVE_ATTEMPTS = 8
-ENTITLEMENT_TOPIC = get_topic(CreditEntitlement.Created)
-ACCOUNT_TOPIC = get_topic(CreditAccount.Opened)
 
 
 def create_entitlement(
@@ -90,7 +88,7 @@ def entitlements(ledger: Ledger, business_id: str) -> list[CreditEntitlement]:
     """The business's entitlements, newest first."""
     found = [
         load_entitlement(ledger, created.business_id, created.entitlement_id)
-        for created in _created(ledger, ENTITLEMENT_TOPIC, CreditEntitlement.Created)
+        for created in ledger.created(CreditEntitlement.Created)
         if created.business_id == business_id
     ]
     return found[::-1]
@@ -285,28 +283,6 @@ def settle_accounts(
     return changed
 
 
-def settle(
-    ledger: Ledger, subscription: Subscription, invoice_id: str, document: str, at: datetime
-) -> None:
-    """Record on each account what a finalized invoice drew and its overage (once).
-
-    Finalization already does this with the record; this repairs a record whose
-    settlement is missing, and changes nothing otherwise.
-    """
-    for entitlement_id, (drawn, overage, billed) in settlements(document).items():
-        command = partial(
-            CreditAccount.settle,
-            invoice_id=invoice_id,
-            deductions=drawn,
-            overage=overage,
-            overage_billed=billed,
-            at=at,
-        )
-        change_account(
-            ledger, subscription.business_id, entitlement_id, subscription.customer_id, at, command
-        )
-
-
 def expire_grants(
     ledger: Ledger,
     subscription: Subscription,
@@ -487,13 +463,3 @@ def _amount(raw: str) -> Decimal:
             "such as '100' or '2.5'"
         )
     return Decimal(raw)
-
-
-def _created(ledger: Ledger, topic: str, kind: type[T]) -> Iterator[T]:
-    notifications = ledger.recorder.select_notifications(
-        start=0, limit=2**62, topics=[topic], inclusive_of_start=False
-    )
-    for notification in notifications:
-        created = ledger.mapper.to_domain_event(notification)
-        assert isinstance(created, kind)
-        yield created

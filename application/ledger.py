@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -51,6 +51,7 @@ from domain.usage import (
     usage_event_id,
 )
 
+C = TypeVar("C")
 MAX_BATCH = 1000
 MAX_ATTACHMENTS = 10
 MAX_SAVE_ATTEMPTS = 8
@@ -293,6 +294,16 @@ class Ledger(Application[UUID]):
 
     def product(self, business_id: str, product_id: str) -> ProductView:
         return product_view(self.load_product(business_id, product_id))
+
+    def created(self, kind: type[C]) -> Iterator[C]:
+        """Every creation event of ``kind`` in the log, oldest first (read by topic)."""
+        notifications = self.recorder.select_notifications(
+            start=0, limit=2**62, topics=[get_topic(kind)], inclusive_of_start=False
+        )
+        for notification in notifications:
+            created = self.mapper.to_domain_event(notification)
+            assert isinstance(created, kind)
+            yield created
 
     def account_at(self, aggregate_id: UUID, version: int) -> CreditAccount:
         account: CreditAccount = self.repository.get(aggregate_id, version=version)

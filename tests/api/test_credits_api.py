@@ -29,6 +29,35 @@ def entitlement(client: Any, **settings: Any) -> str:
     return entitlement_id
 
 
+def monthly_price(*meters: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "usage_based_price",
+        "currency": "USD",
+        "fixed_price": 0,
+        "payment_frequency_count": 1,
+        "payment_frequency_interval": "Month",
+        "meters": list(meters),
+        **extra,
+    }
+
+
+def linked(meter_id: str, ent: str, per_credit: str = "1", price: str = "1") -> dict[str, Any]:
+    """A priced meter that draws on ``ent``."""
+    return {
+        "meter_id": meter_id,
+        "price_per_unit": price,
+        "credit_entitlement_id": ent,
+        "meter_units_per_credit": per_credit,
+    }
+
+
+def post_product(client: Any, price: dict[str, Any], attachments: list[Any] | None = None) -> Any:
+    body = {"name": "P", "tax_category": "saas", "price": price}
+    if attachments is not None:
+        body["credit_entitlements"] = attachments
+    return client.post("/products", json=body)
+
+
 def credit_product(
     client: Any, calls: str, ent: str, amount: str = "1000", per_credit: str = "1", **attach: Any
 ) -> str:
@@ -351,56 +380,13 @@ def test_bad_attachments_are_refused(world) -> None:
         ({"credit_entitlement_id": ent, "credits_amount": "5"}, "0"),
     ]
     for attachment, per_credit in cases:
-        response = client.post(
-            "/products",
-            json={
-                "name": "P",
-                "tax_category": "saas",
-                "price": {
-                    "type": "usage_based_price",
-                    "currency": "USD",
-                    "fixed_price": 0,
-                    "payment_frequency_count": 1,
-                    "payment_frequency_interval": "Month",
-                    "meters": [
-                        {
-                            "meter_id": calls,
-                            "price_per_unit": "1",
-                            "credit_entitlement_id": ent,
-                            "meter_units_per_credit": per_credit,
-                        }
-                    ],
-                },
-                "credit_entitlements": [attachment],
-            },
-        )
+        response = post_product(client, monthly_price(linked(calls, ent, per_credit)), [attachment])
         assert response.status_code == 422, (attachment, per_credit, response.text)
     # A meter may only draw on an entitlement the product attaches.
     unattached = credit_product(client, calls, ent)
     assert unattached
-    response = client.post(
-        "/products",
-        json={
-            "name": "P",
-            "tax_category": "saas",
-            "price": {
-                "type": "usage_based_price",
-                "currency": "USD",
-                "fixed_price": 0,
-                "payment_frequency_count": 1,
-                "payment_frequency_interval": "Month",
-                "meters": [
-                    {
-                        "meter_id": calls,
-                        "price_per_unit": "1",
-                        "credit_entitlement_id": ent,
-                        "meter_units_per_credit": "1",
-                    }
-                ],
-                "credit_entitlements": [{"credit_entitlement_id": ent, "credits_amount": "1"}],
-            },
-        },
-    )
+    inside = [{"credit_entitlement_id": ent, "credits_amount": "1"}]
+    response = post_product(client, monthly_price(linked(calls, ent), credit_entitlements=inside))
     assert_error(response, 422, "invalid_price")
 
 
@@ -507,23 +493,9 @@ def test_odd_amounts_are_refused_not_a_500(world, amount) -> None:
 def test_attachment_overrides_of_the_wrong_type_are_refused(world, override) -> None:
     client, _, _, calls, _ = world
     ent = entitlement(client)
-    response = client.post(
-        "/products",
-        json={
-            "name": "P",
-            "tax_category": "saas",
-            "price": {
-                "type": "usage_based_price",
-                "currency": "USD",
-                "fixed_price": 0,
-                "payment_frequency_count": 1,
-                "payment_frequency_interval": "Month",
-                "meters": [{"meter_id": calls, "price_per_unit": "1"}],
-            },
-            "credit_entitlements": [
-                {"credit_entitlement_id": ent, "credits_amount": "5", **override}
-            ],
-        },
+    attachment = {"credit_entitlement_id": ent, "credits_amount": "5", **override}
+    response = post_product(
+        client, monthly_price({"meter_id": calls, "price_per_unit": "1"}), [attachment]
     )
     assert_error(response, 422, "invalid_credit")
 
