@@ -24,6 +24,7 @@ from api.routes.meters import MeterController
 from api.routes.products import ProductController
 from api.routes.subscriptions import SubscriptionController
 from infrastructure.bootstrap import Container
+from infrastructure.runtime import Runtime
 
 
 def refuse_unstorable_parameters(request: Request[Any, Any, Any]) -> None:
@@ -36,14 +37,16 @@ def refuse_unstorable_parameters(request: Request[Any, Any, Any]) -> None:
 def create_app(container: Container, *, follow: bool = True) -> Litestar:
     """The HTTP app; with ``follow`` it also keeps the read models up to date."""
 
+    runtime = Runtime(container)
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if follow:
-            container.start_projections()
-            container.start_billing()
+            runtime.start()
         try:
             yield
         finally:
+            runtime.stop()
             container.close()
 
     app = Litestar(

@@ -3,14 +3,16 @@
 ``verify`` runs three checks and lists every mismatch it finds:
 
 - **log**: each stored event's digest (``domain.seal``) is recomputed from the
-  bytes the store holds now and compared with the digest the event index
+  bytes the store holds now and compared with the digest the seal projection
   recorded when it first read the event; the recorded chain is recomputed too.
   A changed event, one deleted, or one inserted among sealed positions is named
-  by its position and what it is. Events the index has not read yet are counted
+  by its position and what it is. Events the seal has not read yet are counted
   as unsealed, not judged.
-- **invoices**: every finalized invoice is folded again from the log at the cut
-  it recorded (``application.billing.recompute``) and its bytes and SHA-256
-  compared; its ``log_digest`` must equal the seal chain at its cut.
+- **invoices**: every finalized invoice is folded again, flat, from every event
+  of its cycle at the cut it recorded (``application.billing.recompute``), every
+  earlier cycle compared for an adjustment, and its bytes and SHA-256 compared:
+  the finalized invoice was folded from hourly tallies, so this proves the
+  shortcut on every audit. Its ``log_digest`` must equal the seal chain at its cut.
 - **projections**: each projection is rebuilt in a scratch space and compared
   row by row with the live one (the comparison is given by the caller, who
   knows the stores: ``infrastructure.audit``).
@@ -24,10 +26,14 @@ from datetime import datetime
 
 from eventsourcing.persistence import Notification
 
-from application.billing import finalized_records, recompute
+from application.billing import invoice_record, recompute
 from application.ledger import Ledger
-from application.ports import EventIndex, SealView
+from application.reads import Reads
+from application.seal import SealStore
+from application.usage_log import UsageLogStore
+from application.views import SealView
 from domain.invoice import Invoice
+from domain.invoice_record import InvoiceRecord
 from domain.seal import GENESIS, chain, event_digest
 
 PAGE = 1000
@@ -56,7 +62,7 @@ class AuditReport:
 
 def verify(
     ledger: Ledger,
-    index: EventIndex,
+    reads: Reads,
     *,
     projections: Callable[[], tuple[list[str], list[Mismatch]]] | None = None,
     customer_id: str | None = None,
@@ -65,9 +71,9 @@ def verify(
 ) -> AuditReport:
     """Every check; ``customer_id`` and ``since`` (cycle end) narrow the invoices checked."""
     report = AuditReport()
-    report.events, report.unsealed, found = verify_log(ledger, index, progress)
+    report.events, report.unsealed, found = verify_log(ledger, reads, progress)
     report.mismatches += found
-    report.invoices, found = verify_invoices(ledger, index, customer_id, since, progress)
+    report.invoices, found = verify_invoices(ledger, reads, customer_id, since, progress)
     report.mismatches += found
     if projections is not None:
         report.projections, found = projections()
@@ -76,12 +82,13 @@ def verify(
 
 
 def verify_log(
-    ledger: Ledger, index: EventIndex, progress: Progress | None = None
+    ledger: Ledger, reads: Reads, progress: Progress | None = None
 ) -> tuple[int, int, list[Mismatch]]:
     """(events checked, events not sealed yet, mismatches) of the log against its seal."""
     mismatches: list[Mismatch] = []
     checked = unsealed = 0
-    seals = _seals(index)
+    index = _Labels(reads.seal, reads.usage_log)
+    seals = _seals(reads.seal)
     seal = next(seals, None)
     previous = GENESIS
     for notification in _log(ledger):
@@ -123,7 +130,7 @@ def verify_log(
 
 def verify_invoices(
     ledger: Ledger,
-    index: EventIndex,
+    reads: Reads,
     customer_id: str | None = None,
     since: datetime | None = None,
     progress: Progress | None = None,
@@ -131,19 +138,19 @@ def verify_invoices(
     """(invoices checked, mismatches): each folded again at its cut and compared."""
     mismatches: list[Mismatch] = []
     checked = 0
-    for record in finalized_records(ledger):
+    for record in finalized_records(ledger, reads):
         if customer_id is not None and record.customer_id != customer_id:
             continue
         if since is not None and record.cycle_end < since:
             continue
         checked += 1
         subject = f"invoice {record.invoice_id} ({record.business_id}, cycle {record.cycle_index})"
-        again = recompute(ledger, index, record)
+        again = recompute(ledger, reads, record)
         if again.canonical_bytes().decode("ascii") != record.document:
             mismatches.append(Mismatch("invoice", subject, _difference(record.document, again)))
         elif again.sha256 != record.sha256:
             mismatches.append(Mismatch("invoice", subject, "the recorded SHA-256 is wrong"))
-        sealed = index.seal_chain_at(record.cut)
+        sealed = reads.seal.chain_at(record.cut)
         if sealed != record.log_digest:
             mismatches.append(
                 Mismatch(
@@ -170,10 +177,34 @@ def _log(ledger: Ledger) -> Iterator[Notification]:
         after = page[-1].id
 
 
-def _seals(index: EventIndex) -> Iterator[tuple[SealView, str]]:
+def finalized_records(ledger: Ledger, reads: Reads) -> Iterator[InvoiceRecord]:
+    """Every finalized invoice, in the order it was recorded (listed by the catalogue)."""
     after = 0
     while True:
-        page = index.seals(after, PAGE)
+        page = reads.catalogue.invoices_after(after, PAGE)
+        for _, view in page:
+            yield invoice_record(ledger, view.business_id, view.invoice_id)
+        if len(page) < PAGE:
+            return
+        after = page[-1][0]
+
+
+class _Labels:
+    """What a sealed event was, for a person: a usage event's id, else the aggregate."""
+
+    def __init__(self, seal: SealStore, usage_log: UsageLogStore) -> None:
+        self._seal = seal
+        self._usage_log = usage_log
+
+    def label_of(self, seal: SealView) -> str:
+        found = self._usage_log.label_at(seal.position)
+        return found or f"aggregate {seal.originator_id} v{seal.version}"
+
+
+def _seals(store: SealStore) -> Iterator[tuple[SealView, str]]:
+    after = 0
+    while True:
+        page = store.seals(after, PAGE)
         yield from page
         if len(page) < PAGE:
             return
@@ -191,7 +222,7 @@ def _digest(notification: Notification) -> str:
 
 
 def _check_chain(
-    seal: tuple[SealView, str], previous: str, found: list[Mismatch], index: EventIndex
+    seal: tuple[SealView, str], previous: str, found: list[Mismatch], index: _Labels
 ) -> str:
     expected = chain(previous, seal[0].digest)
     if expected != seal[1]:
@@ -205,7 +236,7 @@ def _check_chain(
     return seal[1]
 
 
-def _deleted(seal: SealView, index: EventIndex) -> Mismatch:
+def _deleted(seal: SealView, index: _Labels) -> Mismatch:
     return Mismatch(
         "log",
         f"position {seal.position} ({index.label_of(seal)})",

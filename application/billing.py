@@ -1,87 +1,211 @@
-"""Invoices: each cycle folded from its events at the price in force when it began."""
+"""Invoices: a cycle's preview and its finalization are one decision, saved or not.
+
+``plan_cycle`` takes every decision finalizing a cycle takes, on aggregates
+loaded for it and without saving: the cycles begun up to it and their credit
+grants, the meters it bills locked, the grants of earlier cycles ended, the
+fold of its usage at the cut where the tallies are (``application.measure``)
+with the adjustments of earlier cycles whose usage changed since they were
+billed. The preview of the open cycle is that plan's invoice; finalization
+saves the plan, the invoice record and the credit it drew in one transaction.
+So the preview shows exactly what finalizing at the same cut would produce.
+
+A finalized invoice is an ``InvoiceRecord`` whose id derives from (subscription,
+cycle): two finalizers collide on the store's key and the first record stands.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from application.credits import (
-    accounts_for,
-    cycle_price,
+from application.errors import ConflictRetryExhaustedError, NotFoundError, UnavailableError
+from application.grants import (
+    AccountSet,
     drawn_grants,
-    expire_grants,
-    grant_cycle,
-    settle_accounts,
-    started_cycles,
+    end_expired,
+    renew,
+    settle,
     usable_grants,
 )
-from application.errors import ConflictRetryExhaustedError, NotFoundError
+from application.invoicing import changed_cycles, cycle_adjustments, cycle_invoice, priced
 from application.ledger import Ledger
-from application.ports import EventIndex
-from application.subscriptions import load
-from domain.credits import Grant
+from application.measure import DefinitionMovedError
+from application.reads import CATALOGUE, SEAL, USAGE, USAGE_LOG, Reads
+from application.subscriptions import load, peers_of
 from domain.cycles import Cycle
-from domain.invoice import Adjustment, Invoice, adjustment, fold_invoice
+from domain.invoice import Invoice, price_cycle
 from domain.invoice_record import InvoiceRecord, invoice_aggregate_id, invoice_id_of
-from domain.meter import UsageRecord
+from domain.meter import Meter, meter_aggregate_id
 from domain.subscription import Subscription
 
+MAX_FINALIZE_ATTEMPTS = 8
+MAX_PLAN_ATTEMPTS = 3  # a meter redefined while the plan read it: read it again
 
-def invoice_of(
+
+@dataclass
+class CyclePlan:
+    """What finalizing one cycle would do, decided on loaded aggregates, not saved."""
+
+    subscription: Subscription
+    cycle: Cycle
+    invoice: Invoice
+    adjusted: dict[str, int]  # earlier cycle index (text) -> the cut it is brought to
+    accounts: AccountSet
+    meters: list[Meter]
+
+
+def plan_cycle(
     ledger: Ledger,
-    index: EventIndex,
-    subscription: Subscription,
-    cycle: Cycle,
-    cut: int,
-    *,
-    up_to: int | None = None,
-    adjustments: Sequence[Adjustment] = (),
-    grants: Mapping[str, Sequence[Grant]] | None = None,
-) -> Invoice:
-    """The invoice of one cycle of ``subscription``, from the events the index holds.
+    reads: Reads,
+    business_id: str,
+    subscription_id: str,
+    cycle_index: int,
+    now: datetime,
+) -> CyclePlan:
+    """Finalizing cycle ``cycle_index`` of the subscription now, decided but not saved
+    (on the subscription and accounts as loaded for it)."""
+    for _ in range(MAX_PLAN_ATTEMPTS):
+        subscription = load(ledger, business_id, subscription_id)
+        try:
+            return _plan(ledger, reads, subscription, cycle_index, now)
+        except DefinitionMovedError:
+            continue
+    raise UnavailableError("a meter of this invoice keeps being redefined; try again")
 
-    The product's price as it stood at the cycle's start; the fixed price counts
-    once per unit of ``quantity``; each priced meter measured over the
-    customer's events of the cycle.
-    """
-    business_id = subscription.business_id
-    product = ledger.load_product(business_id, subscription.product_id)
-    price = product.price_at(cycle.start)
-    price = replace(price, fixed_price=price.fixed_price * subscription.quantity)
-    specs = {m.meter_id: ledger.meter_spec(business_id, m.meter_id) for m in price.meters}
-    names = sorted({spec.event_name for spec in specs.values()})
 
-    def records() -> Iterator[UsageRecord]:
-        for name in names:
-            yield from index.stream_records(
-                business_id, name, subscription.customer_id, cycle.start, cycle.end, up_to
-            )
-
-    return fold_invoice(
-        cycle, price, specs, records(), cut=cut, grants=grants, adjustments=adjustments
+def _plan(
+    ledger: Ledger, reads: Reads, subscription: Subscription, cycle_index: int, now: datetime
+) -> CyclePlan:
+    business_id, customer_id = subscription.business_id, subscription.customer_id
+    cycle = subscription.cycle(cycle_index)
+    billed = priced(ledger, subscription, cycle)
+    # the cut is where the tallies are now; every fold of the plan is at it
+    cut, tallies = reads.measure.measure(
+        business_id, billed.specs, customer_id, cycle.start, cycle.end
     )
+    candidates = changed_cycles(ledger, reads.catalogue, reads.usage, subscription, cycle_index)
+    adjustments, adjusted = cycle_adjustments(
+        ledger, reads.measure, subscription, cycle_index, cut, candidates
+    )
+    accounts = AccountSet(ledger, business_id, customer_id)
+    renew(ledger, subscription, cycle_index, accounts)  # the credit this cycle may draw on
+    meters = []
+    invoice_id = invoice_id_of(business_id, subscription.subscription_id, cycle_index)
+    for meter_id in billed.specs:  # locked with the record: what it measures may not change
+        meter = ledger.load(Meter, meter_aggregate_id(business_id, meter_id))
+        if meter is not None:
+            meter.lock(f"invoice {invoice_id}", now)
+            meters.append(meter)
+    # earlier cycles' grants end (and roll over) before this one draws
+    peers = peers_of(ledger, reads, subscription)
+    end_expired(ledger, subscription, billed.price, cycle.start, peers, accounts)
+    consumed = {m: tallies[m].result(spec.aggregation) for m, spec in billed.specs.items()}
+    invoice = price_cycle(
+        cycle,
+        billed.price,
+        consumed,
+        cut=cut,
+        grants=usable_grants(billed.price, cycle, accounts),
+        adjustments=adjustments,
+    )
+    return CyclePlan(subscription, cycle, invoice, adjusted, accounts, meters)
 
 
 def invoice_preview(
+    ledger: Ledger, reads: Reads, business_id: str, subscription_id: str, *, now: datetime
+) -> tuple[Subscription, Invoice]:
+    """The open cycle's invoice so far: what finalizing it now would produce."""
+    reads.fresh(CATALOGUE, USAGE_LOG, USAGE)
+    subscription = load(ledger, business_id, subscription_id)
+    index = subscription.cycle_at(now).index
+    plan = plan_cycle(ledger, reads, business_id, subscription_id, index, now)
+    return subscription, plan.invoice
+
+
+def finalize_cycle(
     ledger: Ledger,
-    index: EventIndex,
+    reads: Reads,
     business_id: str,
     subscription_id: str,
+    cycle_index: int,
     *,
     now: datetime,
-    cut: int,
-) -> tuple[Subscription, Invoice]:
-    """The open cycle's invoice so far."""
-    subscription = load(ledger, business_id, subscription_id)
-    current = subscription.cycle_at(now)
-    grants = usable_grants(ledger, subscription, current.index, virtual=True)
-    return subscription, invoice_of(ledger, index, subscription, current, cut, grants=grants)
+) -> InvoiceRecord:
+    """The finalized invoice of one cycle; finalizing again returns it unchanged.
+
+    The plan, the record and the settlement of the credit it drew are saved in
+    one transaction: if any of the aggregates moved meanwhile (a concurrent
+    finalizer, a debit of the same account), the store refuses all and the
+    cycle is planned again, unless another finalizer's record now stands.
+    """
+    invoice_id = invoice_id_of(business_id, subscription_id, cycle_index)
+    aggregate_id = invoice_aggregate_id(business_id, invoice_id)
+    for _ in range(MAX_FINALIZE_ATTEMPTS):
+        existing = ledger.load(InvoiceRecord, aggregate_id)
+        if existing is not None:
+            return existing
+        plan = plan_cycle(ledger, reads, business_id, subscription_id, cycle_index, now)
+        record = _record(reads, plan, invoice_id, now)
+        settle(plan.accounts, invoice_id, json.loads(record.document), record.cycle_end)
+        changed = [record, plan.subscription, *plan.meters, *plan.accounts.changed()]
+        try:
+            ledger.save(*(a for a in changed if a.pending_events))
+        except IntegrityError:
+            continue  # someone else moved an aggregate of the plan: look again
+        return record
+    raise ConflictRetryExhaustedError(f"invoice {invoice_id}: the accounts kept changing")
+
+
+def _record(reads: Reads, plan: CyclePlan, invoice_id: str, now: datetime) -> InvoiceRecord:
+    invoice, subscription, cycle = plan.invoice, plan.subscription, plan.cycle
+    if not reads.freshness.wait([SEAL], invoice.cut):
+        raise UnavailableError(f"the seal has not reached position {invoice.cut}; try again")
+    return InvoiceRecord(
+        business_id=subscription.business_id,
+        invoice_id=invoice_id,
+        subscription_id=subscription.subscription_id,
+        customer_id=subscription.customer_id,
+        cycle_index=cycle.index,
+        cycle_start=cycle.start,
+        cycle_end=cycle.end,
+        cut=invoice.cut,
+        currency=invoice.currency,
+        total_minor=invoice.total_minor,
+        document=invoice.canonical_bytes().decode("ascii"),
+        sha256=invoice.sha256,
+        adjusted=plan.adjusted,
+        finalized_at=now,
+        log_digest=reads.seal.chain_at(invoice.cut),
+    )
+
+
+def recompute(ledger: Ledger, reads: Reads, record: InvoiceRecord) -> Invoice:
+    """A finalized invoice folded again flat from the log at its cut: the same bytes, or
+    tampering (or a fault in the tallies' shortcut).
+
+    Every event of the cycle is folded (``FlatMeasure``), and every earlier cycle
+    is compared for an adjustment, not only those the tallies name. The credit
+    it drew is taken from its own document (the grants' balances then are gone).
+    """
+    subscription = load(ledger, record.business_id, record.subscription_id)
+    cycle = subscription.cycle(record.cycle_index)
+    index = record.cycle_index
+    adjustments, _ = cycle_adjustments(
+        ledger, reads.flat, subscription, index, record.cut, range(index)
+    )
+    return cycle_invoice(
+        reads.flat,
+        subscription,
+        cycle,
+        priced(ledger, subscription, cycle),
+        at=record.cut,
+        grants=drawn_grants(json.loads(record.document), cycle.start),
+        adjustments=adjustments,
+    )
 
 
 def invoice_document(subscription: Subscription, invoice: Invoice) -> dict[str, Any]:
@@ -96,215 +220,8 @@ def invoice_document(subscription: Subscription, invoice: Invoice) -> dict[str, 
     }
 
 
-def finalize_cycle(
-    ledger: Ledger,
-    index: EventIndex,
-    subscription: Subscription,
-    cycle_index: int,
-    *,
-    cut: int,
-    now: datetime,
-    peers: Sequence[Subscription] | None = None,
-) -> InvoiceRecord:
-    """The finalized invoice of one cycle, folded at log position ``cut``; idempotent.
-
-    ``peers``: every subscription in the log (read from it when not given); a
-    grant ends only once no cycle of its customer's may still draw on it.
-
-    Earlier cycles whose usage changed since they were last folded (late events,
-    voids) are carried as adjustments: fold at ``cut`` minus fold at their last
-    cut. Finalizing again returns the invoice already recorded, unchanged.
-    """
-    business_id = subscription.business_id
-    invoice_id = invoice_id_of(business_id, subscription.subscription_id, cycle_index)
-    existing = _record(ledger, business_id, invoice_id)
-    if existing is not None:
-        return existing
-    adjustments, adjusted = cycle_adjustments(ledger, index, subscription, cycle_index, cut)
-    cycle = subscription.cycle(cycle_index)
-    for started in range(cycle_index + 1):  # the credit this cycle may draw on
-        grant_cycle(ledger, subscription, started)
-    _, price = cycle_price(ledger, subscription, cycle_index)
-    for meter in price.meters:  # locked before the fold: what it measures may not change
-        ledger.lock_meter(business_id, meter.meter_id, f"invoice {invoice_id}", now)
-    # earlier cycles' grants end (and roll over) before this one draws
-    peers = [load(ledger, b, s) for b, s in all_subscriptions(ledger)] if peers is None else peers
-    expire_grants(ledger, subscription, cycle.start, peers, own_only=True)
-    for _ in range(MAX_FINALIZE_ATTEMPTS):
-        # Fold from the accounts as loaded, then save the record and their settlement
-        # in one transaction: if an account moved meanwhile, the store refuses both.
-        accounts = accounts_for(ledger, subscription, cycle_index)
-        grants = {e: a.usable_grants(cycle.start, cycle.end) for e, a in accounts.items()}
-        invoice = invoice_of(
-            ledger,
-            index,
-            subscription,
-            cycle,
-            cut,
-            up_to=cut,
-            adjustments=adjustments,
-            grants=grants,
-        )
-        record = InvoiceRecord(
-            business_id=business_id,
-            invoice_id=invoice_id,
-            subscription_id=subscription.subscription_id,
-            customer_id=subscription.customer_id,
-            cycle_index=cycle_index,
-            cycle_start=cycle.start,
-            cycle_end=cycle.end,
-            cut=cut,
-            currency=invoice.currency,
-            total_minor=invoice.total_minor,
-            document=invoice.canonical_bytes().decode("ascii"),
-            sha256=invoice.sha256,
-            adjusted=adjusted,
-            finalized_at=now,
-            log_digest=index.seal_chain_at(cut),
-        )
-        changed = settle_accounts(accounts, invoice_id, record.document, record.cycle_end)
-        try:
-            ledger.save(record, *changed)
-        except IntegrityError:
-            found = _record(ledger, business_id, invoice_id)
-            if found is not None:  # another finalizer was first: its record stands
-                return found
-            continue  # a credit account moved under the fold: fold again
-        return record
-    raise ConflictRetryExhaustedError(f"invoice {invoice_id}: credit accounts kept changing")
-
-
-def cycle_adjustments(
-    ledger: Ledger, index: EventIndex, subscription: Subscription, cycle_index: int, cut: int
-) -> tuple[list[Adjustment], dict[str, int]]:
-    """What cycle ``cycle_index``'s invoice, folded at ``cut``, carries for earlier cycles.
-
-    Each earlier finalized cycle is compared at the last cut an invoice brought
-    it to and at ``cut``, with the credit its own invoice drew; a difference is
-    an adjustment. Also returns, per adjusted cycle (as text), the cut it is now at.
-    """
-    business_id = subscription.business_id
-    records = {
-        earlier: _record(
-            ledger, business_id, invoice_id_of(business_id, subscription.subscription_id, earlier)
-        )
-        for earlier in range(cycle_index)
-    }
-    last_cut: dict[int, int] = {}
-    for earlier, record in records.items():
-        if record is None:
-            continue
-        last_cut[earlier] = max(last_cut.get(earlier, 0), record.cut)
-        for adjusted_index, adjusted_cut in record.adjusted.items():
-            key = int(adjusted_index)
-            last_cut[key] = max(last_cut.get(key, 0), adjusted_cut)
-    adjustments: list[Adjustment] = []
-    adjusted: dict[str, int] = {}
-    for earlier, old_cut in sorted(last_cut.items()):
-        if old_cut >= cut:
-            continue
-        past = subscription.cycle(earlier)
-        first = records.get(earlier)
-        drawn = drawn_grants(json.loads(first.document), past.start) if first else {}
-        old = invoice_of(ledger, index, subscription, past, old_cut, up_to=old_cut, grants=drawn)
-        new = invoice_of(ledger, index, subscription, past, cut, up_to=cut, grants=drawn)
-        change = adjustment(old, new)
-        if not change.is_zero:
-            adjustments.append(change)
-            adjusted[str(earlier)] = cut
-    return adjustments, adjusted
-
-
-def recompute(ledger: Ledger, index: EventIndex, record: InvoiceRecord) -> Invoice:
-    """A finalized invoice folded again from the log at its cut: the same bytes, or tampering.
-
-    The credit it drew is taken from its own document (the grants' balances then
-    are gone); every quantity and amount is folded afresh from the events.
-    """
-    subscription = load(ledger, record.business_id, record.subscription_id)
-    cycle = subscription.cycle(record.cycle_index)
-    adjustments, _ = cycle_adjustments(ledger, index, subscription, record.cycle_index, record.cut)
-    grants = drawn_grants(json.loads(record.document), cycle.start)
-    return invoice_of(
-        ledger,
-        index,
-        subscription,
-        cycle,
-        record.cut,
-        up_to=record.cut,
-        adjustments=adjustments,
-        grants=grants,
-    )
-
-
-def finalized_records(ledger: Ledger) -> Iterator[InvoiceRecord]:
-    """Every finalized invoice in the log, in the order it was finalized."""
-    for created in ledger.created(InvoiceRecord.Finalized):
-        found = _record(ledger, created.business_id, created.invoice_id)
-        assert found is not None
-        yield found
-
-
-def due_cycles(subscription: Subscription, now: datetime, grace: timedelta) -> Iterator[int]:
-    """Indexes of the cycles that ended at least ``grace`` ago (up to a cancellation)."""
-    ends_at = subscription.ends_at
-    index = 0
-    while True:
-        cycle = subscription.cycle(index)
-        if cycle.end + grace > now or (ends_at is not None and cycle.start >= ends_at):
-            return
-        yield index
-        index += 1
-
-
-def finalize_due(
-    ledger: Ledger, index: EventIndex, *, now: datetime, grace: timedelta, cut: int
-) -> list[InvoiceRecord]:
-    """Finalize every cycle of every subscription that is due; return those finalized now."""
-    finalized: list[InvoiceRecord] = []
-    subscriptions = [load(ledger, b, s) for b, s in all_subscriptions(ledger)]
-    for subscription in subscriptions:
-        business_id, subscription_id = subscription.business_id, subscription.subscription_id
-        begun = list(started_cycles(subscription, now))
-        if begun:  # earlier cycles were granted at subscription or by earlier ticks
-            grant_cycle(ledger, subscription, begun[-1])
-        for cycle_index in due_cycles(subscription, now, grace):
-            invoice_id = invoice_id_of(business_id, subscription_id, cycle_index)
-            if _record(ledger, business_id, invoice_id) is None:
-                finalized.append(
-                    finalize_cycle(
-                        ledger,
-                        index,
-                        subscription,
-                        cycle_index,
-                        cut=cut,
-                        now=now,
-                        peers=subscriptions,
-                    )
-                )
-    for subscription in subscriptions:  # once every due cycle has drawn on them
-        expire_grants(ledger, subscription, now - grace, subscriptions)
-    return finalized
-
-
-def all_subscriptions(ledger: Ledger) -> list[tuple[str, str]]:
-    """(business, subscription) of every subscription in the log, oldest first."""
-    return [(c.business_id, c.subscription_id) for c in ledger.created(Subscription.Created)]
-
-
 def invoice_record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord:
-    record = _record(ledger, business_id, invoice_id)
+    record = ledger.load(InvoiceRecord, invoice_aggregate_id(business_id, invoice_id))
     if record is None:
         raise NotFoundError(f"invoice {invoice_id!r} not found")
     return record
-
-
-def _record(ledger: Ledger, business_id: str, invoice_id: str) -> InvoiceRecord | None:
-    try:
-        record: InvoiceRecord = ledger.repository.get(invoice_aggregate_id(business_id, invoice_id))
-    except AggregateNotFoundError:
-        return None
-    return record
-
-
-MAX_FINALIZE_ATTEMPTS = 8

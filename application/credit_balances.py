@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, Tracking
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import Tracking
 
-from application.follower import DomainEvent
-from application.ports import CreditStore
+from application.ports import TrackedView
+from application.projection import Batch
 from domain.credit_account import CreditAccount
 
 AccountAt = Callable[[UUID, int], CreditAccount]
@@ -55,19 +55,24 @@ class GrantQuery:
     page_size: int = 10
 
 
+class CreditStore(TrackedView, Protocol):
+    """The balance projection's rows."""
+
+    def record(
+        self, accounts: Sequence[tuple[CreditAccount, set[str]]], tracking: Tracking, after: int
+    ) -> None:
+        """Write each account's balance, the grants named and the entries not written yet."""
+        ...
+
+    def balances(self, query: BalanceQuery) -> list[dict[str, Any]]: ...
+
+    def grants(self, query: GrantQuery) -> list[dict[str, Any]]: ...
+
+    def entries(self, query: LedgerQuery) -> list[dict[str, Any]]: ...
+
+
 class CreditBalanceProjection:
     name = "credit_balances"
-    # it reads only credit account events: the follower skips the rest unread
-    topics = tuple(
-        get_topic(kind)
-        for kind in (
-            CreditAccount.Opened,
-            CreditAccount.Granted,
-            CreditAccount.Debited,
-            CreditAccount.Settled,
-            CreditAccount.Expired,
-        )
-    )
 
     def __init__(self, view: CreditStore, account_at: AccountAt) -> None:
         self._view = view
@@ -77,18 +82,23 @@ class CreditBalanceProjection:
     def view(self) -> CreditStore:
         return self._view
 
-    def process(
-        self,
-        events: Sequence[DomainEvent],
-        tracking: Tracking,
-        after: int,
-        positions: Sequence[int] = (),
-        notifications: Sequence[Notification] = (),
-    ) -> None:
-        del after, positions, notifications
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
         versions: dict[UUID, int] = {}
-        for domain_event in events:
-            if isinstance(domain_event, CreditAccount.Event):
-                versions[domain_event.originator_id] = domain_event.originator_version
-        accounts = [self._account_at(i, v) for i, v in versions.items()]
-        self._view.record(accounts, tracking)
+        touched: dict[UUID, set[str]] = {}
+        for _, e in batch:
+            if isinstance(e, CreditAccount.Event):
+                versions[e.originator_id] = e.originator_version
+                touched.setdefault(e.originator_id, set()).update(grants_named(e))
+        accounts = [(self._account_at(i, v), touched[i]) for i, v in versions.items()]
+        self._view.record(accounts, tracking, after)
+
+
+def grants_named(e: CreditAccount.Event) -> set[str]:
+    """The grants an account event changes: only their rows are written again."""
+    if isinstance(e, CreditAccount.Granted):
+        return {e.grant_id}
+    if isinstance(e, CreditAccount.Debited | CreditAccount.Settled):
+        return {grant_id for grant_id, _ in e.deductions}
+    if isinstance(e, CreditAccount.Expired):
+        return {e.grant_id, *([e.child_grant_id] if e.child_grant_id else [])}
+    return set()

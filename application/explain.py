@@ -1,10 +1,13 @@
 """Explain a finalized invoice: per line, what the meter counted and which credit it drew.
 
-Each line is recomputed from the events, as the invoice's fold read them: the
-customer's events of the cycle recorded at a log position up to the invoice's
-``cut`` and not voided at one (``EventIndex.stream_records(..., up_to=cut)``),
-measured by the meter's definition. A billed meter's definition is locked
-(``Meter.lock``), so its current definition is the one the fold used. The
+Each line is recomputed as the invoice's fold saw the log: the customer's
+events of the cycle recorded at a log position up to the invoice's ``cut`` and
+not voided at one, measured by the meter's definition (a billed meter's
+definition is locked, ``Meter.lock``, so its current one is the one the fold
+used). The counts come from the usage projection's hourly tallies
+(``application.measure``, at the cut); the decisive event of a ``max`` or
+``min`` meter is found in the one hour (or piece of one) that first reached
+the extreme, read from the usage log; a ``last`` tally holds its event. The
 counting rules and the choice of the decisive event are ``domain.explain``'s.
 
 The line's own figures, its credit draws (in drawdown order) and its overage
@@ -16,43 +19,36 @@ Decimals are canonical strings, as in the document.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from application.billing import invoice_record
-from application.errors import UnavailableError
 from application.ledger import Ledger
-from application.ports import EventIndex
+from application.measure import HOUR
+from application.reads import Reads
 from application.subscriptions import load
+from application.tally import hour_of
 from domain.credits import CreditLink
-from domain.explain import Decisive, Explanation, explain_meters
+from domain.explain import Decisive, Explanation, deciding_part, explain_meter, explanation_of
 from domain.invoice_record import InvoiceRecord, invoice_id_of
-from domain.meter import MeterSpec, UsageRecord, canonical_number
+from domain.meter import MeterSpec, Tally, canonical_number
 from domain.subscription import Subscription
 
 
 def explain_invoice(
-    ledger: Ledger, index: EventIndex, business_id: str, invoice_id: str
+    ledger: Ledger, reads: Reads, business_id: str, invoice_id: str
 ) -> dict[str, Any]:
     """The explanation of finalized invoice ``invoice_id``; ``NotFoundError`` if unknown."""
     record = invoice_record(ledger, business_id, invoice_id)
-    reached = index.max_tracking_id(ledger.name) or 0
-    if reached < record.cut:  # e.g. while the index is rebuilt: it would miss events
-        raise UnavailableError(
-            f"the event index is at log position {reached}, before this invoice's cut "
-            f"{record.cut}; try again shortly"
-        )
     document: dict[str, Any] = json.loads(record.document)
     subscription = load(ledger, business_id, record.subscription_id)
     product = ledger.load_product(business_id, subscription.product_id)
     links = {m.meter_id: m.credit for m in product.price_at(record.cycle_start).meters}
     meter_ids = [line["meter_id"] for line in document["lines"]]
     specs = {meter_id: ledger.meter_spec(business_id, meter_id) for meter_id in meter_ids}
-    found = explain_meters(
-        specs, _records(index, record, specs), record.cycle_start, record.cycle_end
-    )
+    found = explain_at(reads, record, specs)
     return {
         "invoice_id": record.invoice_id,
         "subscription_id": record.subscription_id,
@@ -75,19 +71,35 @@ def explain_invoice(
     }
 
 
-def _records(
-    index: EventIndex, record: InvoiceRecord, specs: Mapping[str, MeterSpec]
-) -> Iterator[UsageRecord]:
-    """The customer's events of the cycle, as the fold at the invoice's cut read them."""
-    for name in sorted({spec.event_name for spec in specs.values()}):
-        yield from index.stream_records(
-            record.business_id,
-            name,
-            record.customer_id,
-            record.cycle_start,
-            record.cycle_end,
-            record.cut,
-        )
+def explain_at(
+    reads: Reads, record: InvoiceRecord, specs: Mapping[str, MeterSpec]
+) -> dict[str, Explanation]:
+    """Each meter's explanation over the invoice's cycle, at its cut."""
+    start, end = record.cycle_start, record.cycle_end
+    measured = reads.measure.parts(
+        record.business_id, specs, record.customer_id, start, end, at=record.cut
+    )
+    found: dict[str, Explanation] = {}
+    for meter_id, spec in specs.items():
+        parts = measured.parts[meter_id]
+        tally = Tally()
+        for _, part in parts:
+            tally = tally.merge(part)
+        decisive = None
+        at = deciding_part(spec.aggregation.kind, parts)
+        if at is not None:  # read that part's events only
+            span_start, span_end = max(at, start), min(hour_of(at) + HOUR, end)
+            records = reads.usage_log.stream_records(
+                record.business_id,
+                spec.event_name,
+                record.customer_id,
+                span_start,
+                span_end,
+                record.cut,
+            )
+            decisive = explain_meter(spec, records, span_start, span_end).decisive
+        found[meter_id] = explanation_of(spec, tally, decisive)
+    return found
 
 
 def _line(

@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recorder
 from eventsourcing.utils import get_topic
 
+from application.catalogue import customer_view, meter_view, product_view
 from application.errors import (
     BatchSizeError,
     ConflictRetryExhaustedError,
     DuplicateEventInRequestError,
     NotFoundError,
 )
-from application.ports import (
-    CustomerView,
-    MeterView,
-    ProductView,
-    StoredIdentities,
-    UsageEventView,
-)
-from domain.credit_account import CreditAccount
+from application.ports import StoredIdentities
+from application.usage_log import usage_view
+from application.views import CustomerView, MeterView, ProductView, UsageEventView
 from domain.credit_entitlement import (
     CreditEntitlement,
     entitlement_aggregate_id,
@@ -51,7 +48,7 @@ from domain.usage import (
     usage_event_id,
 )
 
-C = TypeVar("C")
+A = TypeVar("A", bound=Aggregate)
 MAX_BATCH = 1000
 MAX_ATTACHMENTS = 10
 MAX_SAVE_ATTEMPTS = 8
@@ -197,11 +194,6 @@ class Ledger(Application[UUID]):
     def meter(self, business_id: str, meter_id: str) -> MeterView:
         return meter_view(self._meter(business_id, meter_id))
 
-    def meter_at(self, aggregate_id: UUID, version: int) -> MeterView:
-        """The meter as it stood at ``version``: the log never changes, so neither does this."""
-        meter: Meter = self.repository.get(aggregate_id, version=version)
-        return meter_view(meter)
-
     def meter_spec(self, business_id: str, meter_id: str) -> MeterSpec:
         return self._meter(business_id, meter_id).spec
 
@@ -295,23 +287,27 @@ class Ledger(Application[UUID]):
     def product(self, business_id: str, product_id: str) -> ProductView:
         return product_view(self.load_product(business_id, product_id))
 
-    def created(self, kind: type[C]) -> Iterator[C]:
-        """Every creation event of ``kind`` in the log, oldest first (read by topic)."""
-        notifications = self.recorder.select_notifications(
-            start=0, limit=2**62, topics=[get_topic(kind)], inclusive_of_start=False
-        )
-        for notification in notifications:
-            created = self.mapper.to_domain_event(notification)
-            assert isinstance(created, kind)
-            yield created
+    def load(self, kind: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate as it is now; None if it was never saved."""
+        try:
+            found: Aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(found, kind)
+        return found
 
-    def account_at(self, aggregate_id: UUID, version: int) -> CreditAccount:
-        account: CreditAccount = self.repository.get(aggregate_id, version=version)
-        return account
+    def head(self) -> int:
+        """The position of the last event in the log (0: none yet)."""
+        return self.recorder.max_notification_id() or 0
 
-    def product_at(self, aggregate_id: UUID, version: int) -> ProductView:
-        product: Product = self.repository.get(aggregate_id, version=version)
-        return product_view(product)
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether the aggregate was ever saved: one row read, nothing decoded."""
+        return bool(self.recorder.select_events(aggregate_id, limit=1))
+
+    def aggregate_at(self, aggregate_id: UUID, version: int) -> Aggregate:
+        """The aggregate as it stood at ``version``: the log never changes, so neither does this."""
+        found: Aggregate = self.repository.get(aggregate_id, version=version)
+        return found
 
     def update_product(
         self, business_id: str, product_id: str, *, changes: Mapping[str, Any], now: datetime
@@ -507,67 +503,6 @@ def check_batch(events: Sequence[EventInput]) -> None:
                 event_id=source.event_id,
             )
         seen[source.event_id] = index
-
-
-def usage_view(usage: UsageEvent | UsageEvent.Recorded) -> UsageEventView:
-    """The read shape of a usage event, from the aggregate or from its event."""
-    voided_at, reason = (
-        (usage.voided_at, usage.void_reason) if isinstance(usage, UsageEvent) else (None, None)
-    )
-    return UsageEventView(
-        business_id=usage.business_id,
-        event_id=usage.event_id,
-        customer_id=usage.customer_id,
-        event_name=usage.event_name,
-        timestamp=usage.timestamp,
-        metadata=usage.metadata,
-        voided_at=voided_at,
-        void_reason=reason,
-    )
-
-
-def customer_view(customer: Customer | Customer.Registered) -> CustomerView:
-    """The read shape of a customer, from the aggregate or from its event."""
-    return CustomerView(
-        business_id=customer.business_id,
-        customer_id=customer.customer_id,
-        email=customer.email,
-        name=customer.name,
-        phone_number=customer.phone_number,
-        metadata=customer.metadata,
-        created_at=customer.created_at,
-    )
-
-
-def meter_view(meter: Meter) -> MeterView:
-    """The read shape of a meter, from the aggregate."""
-    return MeterView(
-        business_id=meter.business_id,
-        meter_id=meter.meter_id,
-        name=meter.name,
-        description=meter.description,
-        event_name=meter.event_name,
-        measurement_unit=meter.measurement_unit,
-        aggregation=meter.aggregation,
-        filter=meter.filter,
-        created_at=meter.created_at,
-        updated_at=meter.updated_at,
-        archived=meter.is_archived,
-    )
-
-
-def product_view(product: Product) -> ProductView:
-    return ProductView(
-        business_id=product.business_id,
-        product_id=product.product_id,
-        name=product.name,
-        description=product.description,
-        tax_category=product.tax_category,
-        metadata=product.metadata,
-        price=product.price,
-        created_at=product.created_at,
-        updated_at=product.updated_at,
-    )
 
 
 def _client_price(stored: Mapping[str, Any]) -> dict[str, Any]:

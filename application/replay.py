@@ -2,7 +2,7 @@
 
 A position is a notification id: the state at ``P`` is the fold of every event
 at or before ``P``, read from the log (aggregates at their last version at or
-before ``P``) and from the event index (``stream_records(..., up_to=P)``, which
+before ``P``) and from the usage log (``stream_records(..., up_to=P)``, which
 also leaves out the events voided by ``P``). The catalogue is taken at ``P``
 too: a meter redefined or a price changed later does not rewrite the replay.
 A position inside a batch (one ingest commits up to 1,000 events at once) shows
@@ -36,11 +36,11 @@ from eventsourcing.domain import Aggregate, DomainEvent, DomainEventProtocol
 from eventsourcing.utils import get_topic
 
 from application.billing import invoice_document
-from application.credits import grant_expiry
 from application.errors import InvalidParameterError, NotFoundError, UnavailableError
+from application.grants import grant_expiry
 from application.ledger import Ledger
-from application.ports import EventIndex
-from application.usage import Window
+from application.usage_log import UsageLogStore
+from application.usage_report import Window
 from domain.credit_account import CreditAccount, cycle_grant_id
 from domain.credits import Grant
 from domain.customer import Customer
@@ -126,7 +126,7 @@ def position_at(ledger: Ledger, moment: datetime) -> int:
 
 def replay_as_of(
     ledger: Ledger,
-    index: EventIndex,
+    index: UsageLogStore,
     *,
     moment: datetime,
     business_id: str,
@@ -146,7 +146,7 @@ def replay_as_of(
 
 def replay(
     ledger: Ledger,
-    index: EventIndex,
+    index: UsageLogStore,
     *,
     position: int,
     business_id: str,
@@ -183,7 +183,7 @@ def replay(
     )
 
 
-def _check_position(ledger: Ledger, index: EventIndex, position: int) -> None:
+def _check_position(ledger: Ledger, index: UsageLogStore, position: int) -> None:
     head = ledger.recorder.max_notification_id() or 0
     if position < 0:
         raise InvalidParameterError(f"position must be 0 or more, not {position}")
@@ -192,7 +192,7 @@ def _check_position(ledger: Ledger, index: EventIndex, position: int) -> None:
     reached = index.max_tracking_id(ledger.name) or 0
     if reached < position:
         raise UnavailableError(
-            f"the event index has reached position {reached}, not {position} yet; "
+            f"the usage log has reached position {reached}, not {position} yet; "
             "run the projections (ledger projections run) and try again"
         )
 
@@ -249,7 +249,7 @@ def _at(
 
 
 def _usage(
-    index: EventIndex,
+    index: UsageLogStore,
     meter: Meter,
     customer_id: str,
     month: tuple[datetime, datetime],
@@ -272,7 +272,7 @@ def _usage(
 
 
 def _open_invoice(
-    index: EventIndex,
+    index: UsageLogStore,
     subscription: Subscription,
     product: Product,
     meters: dict[str, Meter],
@@ -310,7 +310,8 @@ def _usable_grants(
     price: UsagePrice,
     accounts: Mapping[tuple[str, str], CreditAccount],
 ) -> dict[str, list[Grant]]:
-    """``application.credits.usable_grants(..., virtual=True)`` on the accounts at hand."""
+    """The grants usable in ``current`` on the accounts at hand, the cycle's own grant
+    counted as given (as a plan renews it, ``application.billing.plan_cycle``)."""
     found: dict[str, list[Grant]] = {}
     for terms in price.credits:
         account = accounts.get((terms.entitlement_id, subscription.customer_id))

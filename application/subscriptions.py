@@ -7,16 +7,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
-from application.credits import grant_cycle, started_cycles
-from application.errors import NotFoundError
+from application.errors import ConflictRetryExhaustedError, NotFoundError
+from application.grants import AccountSet, give_cycle_grants, renew
 from application.ledger import Ledger
+from application.reads import Reads
 from domain.customer import customer_aggregate_id
 from domain.errors import DomainError, InvalidSubscriptionError, TimestampOutOfWindowError
 from domain.metadata import Metadata, validate_metadata
 from domain.subscription import Subscription, check_quantity, subscription_aggregate_id
+
+MAX_SAVE_ATTEMPTS = 8
 
 
 class UnknownProductError(DomainError):
@@ -93,10 +98,38 @@ def create_subscription(
         payment=dict(payment),
         created_at=now,
     )
-    ledger.save(subscription)
-    for index in started_cycles(subscription, now):  # the billing loop would, a tick later
-        grant_cycle(ledger, subscription, index)
+    # The cycles begun already (a start in the past) and their credit, with the subscription.
+    accounts = AccountSet(ledger, business_id, customer_id)
+    give_cycle_grants(ledger, subscription, 0, accounts)
+    renew(ledger, subscription, subscription.cycle_at(now).index, accounts)
+    ledger.save(subscription, *accounts.changed())
     return subscription_view(subscription, now)
+
+
+def renew_subscription(ledger: Ledger, aggregate_id: UUID, now: datetime) -> bool:
+    """Begin every cycle of the subscription that has begun by ``now``, with its credit
+    grants, in one transaction; False when there was nothing to begin."""
+    for _ in range(MAX_SAVE_ATTEMPTS):
+        found = ledger.load(Subscription, aggregate_id)
+        if found is None:
+            return False
+        accounts = AccountSet(ledger, found.business_id, found.customer_id)
+        renew(ledger, found, found.cycle_at(now).index, accounts)
+        if not found.pending_events:
+            return False
+        try:
+            ledger.save(found, *accounts.changed())
+        except IntegrityError:
+            continue  # another renewal (or a finalization) went first: look again
+        return True
+    raise ConflictRetryExhaustedError("the subscription kept changing under its renewal")
+
+
+def peers_of(ledger: Ledger, reads: Reads, subscription: Subscription) -> list[Subscription]:
+    """The customer's subscriptions (``subscription`` itself as given, not reloaded)."""
+    entries = reads.catalogue.subscriptions_of(subscription.business_id, subscription.customer_id)
+    others = [e for e in entries if e.subscription_id != subscription.subscription_id]
+    return [subscription, *(load(ledger, e.business_id, e.subscription_id) for e in others)]
 
 
 def load(ledger: Ledger, business_id: str, subscription_id: str) -> Subscription:

@@ -8,8 +8,9 @@ listings do, so page 0 always holds the cycle being billed now.
 
 A cycle that has been finalized shows the lines of its finalized invoice, the
 figures that were billed (usage that reached it later is carried by a later
-invoice as an adjustment, invariant 8). Any other cycle is folded from the event
-index now; the open one exactly as ``GET .../invoice-preview`` folds it.
+invoice as an adjustment, invariant 8). Any other cycle shows what finalizing it
+now would produce (``application.billing.plan_cycle``), the open one exactly as
+``GET .../invoice-preview`` does.
 
 ``start`` and ``end`` are inclusive, as Dodo documents them: a cycle is listed
 when it overlaps ``[start, end]``. ``meter_id`` keeps that meter's lines only
@@ -24,14 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from application.billing import invoice_of, invoice_preview, invoice_record
-from application.credits import usable_grants
-from application.errors import InvalidParameterError, NotFoundError
+from application.billing import plan_cycle
+from application.errors import InvalidParameterError
 from application.ledger import Ledger
-from application.ports import EventIndex
+from application.reads import CATALOGUE, USAGE, USAGE_LOG, Reads
 from application.subscriptions import load
 from domain.cycles import Cycle
-from domain.invoice_record import invoice_id_of
+from domain.invoice_record import InvoiceRecord, invoice_aggregate_id, invoice_id_of
 from domain.subscription import Subscription
 
 
@@ -68,11 +68,12 @@ class UsageHistoryQuery:
 
 
 def usage_history(
-    ledger: Ledger, index: EventIndex, query: UsageHistoryQuery, *, now: datetime, cut: int
+    ledger: Ledger, reads: Reads, query: UsageHistoryQuery, *, now: datetime
 ) -> list[CycleUsage]:
-    """One page of the subscription's cycles, newest first; ``cut`` is the index's position."""
+    """One page of the subscription's cycles, newest first."""
     if query.start is not None and query.end is not None and query.start > query.end:
         raise InvalidParameterError("start_date must not be after end_date")
+    reads.fresh(CATALOGUE, USAGE_LOG, USAGE)
     subscription = load(ledger, query.business_id, query.subscription_id)
     if query.meter_id is not None:
         ledger.meter(query.business_id, query.meter_id)  # another business's: not found
@@ -89,7 +90,7 @@ def usage_history(
     history = []
     for cycle_index in page:
         cycle = subscription.cycle(cycle_index)
-        document = _invoice_document(ledger, index, subscription, cycle, now=now, cut=cut)
+        document = _invoice_document(ledger, reads, subscription, cycle, now=now)
         meters = tuple(
             _meter_usage(line, document["currency"], name_of(line["meter_id"]))
             for line in document["lines"]
@@ -121,31 +122,18 @@ def cycle_indexes(
 
 
 def _invoice_document(
-    ledger: Ledger,
-    index: EventIndex,
-    subscription: Subscription,
-    cycle: Cycle,
-    *,
-    now: datetime,
-    cut: int,
+    ledger: Ledger, reads: Reads, subscription: Subscription, cycle: Cycle, *, now: datetime
 ) -> dict[str, Any]:
-    """The cycle's canonical invoice: the finalized one if there is one, else folded now.
-
-    The open cycle is folded as ``GET .../invoice-preview`` folds it, so the two agree.
-    """
+    """The cycle's canonical invoice: the finalized one if there is one, else planned now."""
     business_id = subscription.business_id
     invoice_id = invoice_id_of(business_id, subscription.subscription_id, cycle.index)
-    try:
-        text = invoice_record(ledger, business_id, invoice_id).document
-    except NotFoundError:
-        if cycle.contains(now):
-            _, invoice = invoice_preview(
-                ledger, index, business_id, subscription.subscription_id, now=now, cut=cut
-            )
-        else:
-            grants = usable_grants(ledger, subscription, cycle.index, virtual=True)
-            invoice = invoice_of(ledger, index, subscription, cycle, cut, grants=grants)
-        text = invoice.canonical_bytes().decode()
+    record = ledger.load(InvoiceRecord, invoice_aggregate_id(business_id, invoice_id))
+    if record is not None:
+        text = record.document
+    else:
+        ids = (business_id, subscription.subscription_id)
+        plan = plan_cycle(ledger, reads, *ids, cycle.index, now)
+        text = plan.invoice.canonical_bytes().decode()
     document: dict[str, Any] = json.loads(text)
     return document
 

@@ -1,4 +1,8 @@
-"""Invoice benchmark: one customer's monthly cycle of 1,000,000 usage events, folded.
+"""Invoice benchmark: one customer's monthly cycle of 1,000,000 usage events, folded flat.
+
+This is the audit's fold (``application.measure.FlatMeasure``): every event of the
+cycle streamed from the usage log. Routine work (previews, finalization) folds the
+hourly tallies instead: ``benchmarks/scale.py`` measures both side by side.
 
 Run: ``.venv/bin/python benchmarks/invoice.py [--sizes 250000,500000,1000000] [--list]``
 
@@ -6,21 +10,20 @@ On a scratch PostgreSQL database it defines two meters on ``api.call`` (a count,
 and a sum of ``tokens`` over events whose ``tier`` is ``pro``) and appends
 usage events straight into the event store, in steps, until the customer has
 each of ``--sizes`` events in the October 2026 cycle. Each step also appends
-what the event index must skip: other customers' events in the cycle, the
-customer's events just before and after it, and another event name. The event
-index projection then catches up and the table is vacuumed (both timed and
+what the usage log's query must skip: other customers' events in the cycle, the
+customer's events just before and after it, and another event name. The
+projections then catch up and the table is vacuumed (both timed and
 printed; neither is the measured figure).
 
 At each size a fresh process (so its peak RSS is the fold's own) streams the
 cycle's events of the customer as the service does when it finalizes an
-invoice (``EventIndex.stream_records``: a server-side cursor, events decoded,
+invoice flat (``UsageLogStore.stream_records``: a server-side cursor, events decoded,
 voids excluded, up to the cut), folds them with ``domain.invoice.fold_invoice``
 and reports the best of two folds' seconds, events/s, memory (the tracemalloc
 peak of a third, traced fold; ru_maxrss before and after) and the invoice.
 Another process reads the same rows with a plain psycopg server-side cursor,
-undecoded, best of two: the same-run baseline. ``--list`` also folds what
-``EventIndex.scan_events`` returns (a
-list), to show what streaming saves.
+undecoded, best of two: the same-run baseline. ``--list`` also folds the same
+events gathered in a list first, to show what streaming saves.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ METERS = {
     "pro_tokens": ({"type": "sum", "key": "tokens"}, PRO, "0.0004", 1000),
 }
 SCAN = (
-    "SELECT ts, event_id, event_name, metadata FROM event_index_usage "
+    "SELECT ts, event_id, event_name, metadata FROM usage_events "
     "WHERE business_id = %s AND event_name = %s AND ts >= %s AND ts < %s AND customer_id = %s"
 )
 ITERSIZE = 10_000
@@ -157,16 +160,15 @@ def expected(customer_events: int) -> tuple[int, int]:
 
 def stream_records(container: Container, cycle_: Cycle, cut: int) -> Iterator[UsageRecord]:
     """The cycle's events of the customer as the service folds them (``stream_records``,
-    what ``application.billing.invoice_of`` reads), never all in memory."""
-    return container.event_index.stream_records(
+    what the audit's ``FlatMeasure`` reads), never all in memory."""
+    return container.reads.usage_log.stream_records(
         BUSINESS, EVENT, CUSTOMER, cycle_.start, cycle_.end, cut
     )
 
 
-def listed_records(container: Container, cycle_: Cycle) -> Iterator[UsageRecord]:
-    """The same events through ``EventIndex.scan_events``, which builds a list first."""
-    views = container.event_index.scan_events(BUSINESS, EVENT, CUSTOMER, cycle_.start, cycle_.end)
-    return ((v.timestamp, v.event_id, v.event_name, v.metadata) for v in views)
+def listed_records(container: Container, cycle_: Cycle, cut: int) -> Iterator[UsageRecord]:
+    """The same events gathered in a list first."""
+    return iter(list(stream_records(container, cycle_, cut)))
 
 
 def rss_mib() -> float:
@@ -185,7 +187,7 @@ def measure_fold(dburl: str, ids: dict[str, str], cut: int, via: str) -> dict[st
         events = (
             stream_records(container, CYCLE, cut)
             if via == "stream"
-            else listed_records(container, CYCLE)
+            else listed_records(container, CYCLE, cut)
         )
         return fold_invoice(CYCLE, price, specs, events, cut=cut)
 
@@ -250,7 +252,7 @@ def report(size: int, ids: dict[str, str], cut: int, dburl: str, *, listed: bool
     if listed:
         folds["list"] = child("list", dburl, ids, cut)
     if raw["rows"] != size:
-        raise RuntimeError(f"the index selected {raw['rows']:,} rows, not {size:,}")
+        raise RuntimeError(f"the usage log selected {raw['rows']:,} rows, not {size:,}")
     want = [str(n) for n in expected(size)]
     for via, fold in folds.items():
         verdict = "ok" if fold["consumed"] == want else f"WRONG, want {want}"
@@ -273,7 +275,7 @@ def vacuum(dburl: str) -> float:
     """Settle the freshly written index (statistics, hint bits) as autovacuum would."""
     started = time.perf_counter()
     with psycopg.connect(dburl, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE event_index_usage")
+        conn.execute("VACUUM ANALYZE usage_events")
     return time.perf_counter() - started
 
 
@@ -295,12 +297,12 @@ def run(sizes: list[int], dburl: str, *, listed: bool) -> None:
             written += append(container, loaded, size - loaded)
             loaded = size
             started = time.perf_counter()
-            container.follower.catch_up()
+            container.projector.catch_up()
             caught = time.perf_counter() - started
-            cut = container.follower.position
+            cut = container.projector.position("usage_log")
             vacuumed = vacuum(dburl)
             print(
-                f"{'':>10} log {written:,} events; event index caught up in {caught:.1f} s, "
+                f"{'':>10} log {written:,} events; projections caught up in {caught:.1f} s, "
                 f"vacuum analyze {vacuumed:.1f} s"
             )
             seconds = report(size, ids, cut, dburl, listed=listed)
@@ -313,7 +315,7 @@ def run(sizes: list[int], dburl: str, *, listed: bool) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="250000,500000,1000000")
-    parser.add_argument("--list", action="store_true", help="also fold through scan_events")
+    parser.add_argument("--list", action="store_true", help="also fold a list of the events")
     parser.add_argument("--child", choices=["stream", "list", "raw"], help=argparse.SUPPRESS)
     parser.add_argument("--dburl", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)

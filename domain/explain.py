@@ -26,7 +26,7 @@ Which event decides, whatever order the events come in:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -138,3 +138,33 @@ def explain_meter(
 ) -> Explanation:
     """One meter's explanation over the events with ``start <= timestamp < end``."""
     return explain_meters({"": spec}, events, start, end)[""]
+
+
+def deciding_part(
+    kind: AggregationKind, parts: Sequence[tuple[datetime, Tally]]
+) -> datetime | None:
+    """Of the tallies of disjoint, consecutive parts of a range (each keyed by where it
+    starts), the start of the part that holds the decisive event of a ``max`` or
+    ``min`` meter: the first part that reached the extreme (events of earlier parts are
+    earlier). None for the other aggregations, or when nothing was counted."""
+    pick = {AggregationKind.MAX: "maximum", AggregationKind.MIN: "minimum"}.get(kind)
+    measured = (
+        [(at, getattr(t, pick)) for at, t in sorted(parts, key=_start) if t.count] if pick else []
+    )
+    values = [value for _, value in measured if value is not None]
+    if not values:
+        return None
+    extreme = max(values) if kind is AggregationKind.MAX else min(values)
+    return next(at for at, value in measured if value == extreme)
+
+
+def _start(part: tuple[datetime, Tally]) -> datetime:
+    return part[0]
+
+
+def explanation_of(spec: MeterSpec, tally: Tally, decisive: Decisive | None) -> Explanation:
+    """A meter's explanation from its tally; ``last`` needs no event read: it is in it."""
+    if spec.aggregation.kind is AggregationKind.LAST and tally.last is not None:
+        last = tally.last
+        decisive = Decisive(last.timestamp, last.event_id, last.value)
+    return Explanation(tally.count, tally.result(spec.aggregation), decisive)

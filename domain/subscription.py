@@ -5,6 +5,11 @@ frequency the product's price had at that moment (``domain.cycles``: month ends
 as billing systems do them). The frequency is kept on the subscription, so a
 later price change alters what a cycle costs, never where cycles fall.
 
+A cycle begins when the subscription renews (``Renewed``, one event per cycle
+after the first, which begins with the subscription): the billing loop renews
+each subscription when its next cycle starts, and the credit grants of that
+cycle are given in the same transaction.
+
 Cancellation is at period end: the cycle in which it is asked for is the last
 one; until that cycle ends it can be withdrawn. Payment fields (billing
 address, payment method...) are kept as they were sent; collecting money is
@@ -54,6 +59,12 @@ class Subscription(Aggregate):
         payment: dict[str, Any]
         created_at: datetime
 
+    class Renewed(Aggregate.Event):
+        """Cycle ``cycle_index`` (1 or more) has begun, at ``cycle_start``."""
+
+        cycle_index: int
+        cycle_start: datetime
+
     class CancellationScheduled(Aggregate.Event):
         requested_at: datetime
         comment: str | None
@@ -91,6 +102,7 @@ class Subscription(Aggregate):
         self.created_at = created_at
         self.cancel_requested_at: datetime | None = None
         self.cancellation_comment: str | None = None
+        self.renewed_through = 0  # the last cycle begun; the first begins with the subscription
 
     @staticmethod
     def create_id(business_id: str, subscription_id: str) -> UUID:
@@ -111,6 +123,25 @@ class Subscription(Aggregate):
         if self.cancel_requested_at is None:
             return None
         return self.cycle_at(self.cancel_requested_at).end
+
+    def bills(self, index: int) -> bool:
+        """Whether cycle ``index`` is billed: it begins before a cancellation takes effect."""
+        ends_at = self.ends_at
+        return index == 0 or ends_at is None or self.cycle(index).start < ends_at
+
+    def renew(self, through: int) -> list[int]:
+        """Begin every cycle up to ``through`` not begun yet (and billed); their indexes."""
+        begun = []
+        while self.renewed_through < through and self.bills(self.renewed_through + 1):
+            index = self.renewed_through + 1
+            self._on_renewed(index, self.cycle(index).start)
+            begun.append(index)
+        return begun
+
+    @event(Renewed)
+    def _on_renewed(self, cycle_index: int, cycle_start: datetime) -> None:
+        del cycle_start
+        self.renewed_through = cycle_index
 
     def status(self, now: datetime) -> str:
         ends_at = self.ends_at

@@ -13,31 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore
-from eventsourcing.sqlite import SQLiteDatastore
 
 from application.audit import AuditReport, Mismatch, Progress, verify
-from application.credit_balances import CreditBalanceProjection
-from application.event_index import EventIndexProjection
-from application.follower import BatchProjection, LogFollower
-from application.usage import UsageProjection, log_history
+from application.projection import Projector
+from application.usage import UsageProjection
+from application.usage_log import UsageLogProjection
 from infrastructure.bootstrap import Container
-from infrastructure.credit_views import SQLiteCreditStore
-from infrastructure.usage_views import SQLiteUsageStore
-from infrastructure.views import SQLiteEventIndex
+from infrastructure.projections import NAMES, make_projections, make_views, registered
 
-TABLES = {
-    EventIndexProjection.name: (
-        "event_index_usage",
-        "event_index_voids",
-        "event_index_customers",
-        "event_index_meters",
-        "event_index_products",
-        "event_index_invoices",
-        "event_index_seal",
-    ),
-    UsageProjection.name: ("usage_meters", "usage_buckets"),
-    CreditBalanceProjection.name: ("credit_balances", "credit_grants", "credit_ledger"),
-}
 EXAMPLES = 5
 
 
@@ -49,11 +32,10 @@ def audit(
     progress: Progress | None = None,
 ) -> AuditReport:
     """``application.audit.verify`` with this deployment's projections compared too."""
-    for follower in container.followers:  # the seal and the live rows up to the head
-        follower.catch_up()
+    container.projector.catch_up()  # the seal and the live rows up to the head
     return verify(
         container.ledger,
-        container.event_index,
+        container.reads,
         projections=lambda: compare_projections(container, progress),
         customer_id=customer_id,
         since=since,
@@ -64,44 +46,29 @@ def audit(
 def compare_projections(
     container: Container, progress: Progress | None = None
 ) -> tuple[list[str], list[Mismatch]]:
+    """Each projection rebuilt from the log in scratch SQLite files, compared row by row."""
     ledger = container.ledger
     mismatches: list[Mismatch] = []
     with tempfile.TemporaryDirectory(prefix="ledger-audit-") as scratch:
-        index = SQLiteEventIndex(_datastore(scratch, "event_index"))
-        usage = SQLiteUsageStore(_datastore(scratch, "usage"), index)
-        credits = SQLiteCreditStore(_datastore(scratch, "credit_balances"))
-        for store in (index, usage, credits):
-            store.create_table()
-        fresh: dict[str, tuple[BatchProjection, Any]] = {
-            EventIndexProjection.name: (
-                EventIndexProjection(index, ledger.meter_at, ledger.product_at),
-                index,
-            ),
-            UsageProjection.name: (UsageProjection(usage, log_history(ledger)), usage),
-            CreditBalanceProjection.name: (
-                CreditBalanceProjection(credits, ledger.account_at),
-                credits,
-            ),
-        }
-        followers = {
-            name: LogFollower(ledger, projection, batch_size=5000)
-            for name, (projection, _) in fresh.items()
-        }
-        live = {f.projection.name: f for f in container.followers}
+        views = make_views(None, lambda name: Path(scratch) / f"{name}.sqlite")
+        projector = Projector(ledger, make_projections(ledger, views), batch_size=5000)
         app = ledger.name
-        for name, follower in followers.items():
+        for done, name in enumerate(NAMES, start=1):
+            tables = registered(name).tables
             # The live rows and their position in one snapshot; the scratch copy is
-            # built to exactly that position (the scratch index first, which the
-            # usage recount after a void reads), so a moving service compares true.
-            position, live_rows = snapshot(live[name].projection.view, TABLES[name], app)
-            if name != EventIndexProjection.name:
-                followers[EventIndexProjection.name].catch_up(until=position)
-            follower.catch_up(until=position)
-            scratch_rows = snapshot(fresh[name][1], TABLES[name], app)[1]
+            # built to exactly that position (the usage log first, which the usage
+            # projection reads, and which may be ahead), so a moving service compares true.
+            position, live_rows = snapshot(container.views[name], tables, app)
+            if name == UsageProjection.name:
+                projector.catch_up(names=[UsageLogProjection.name], until=position)
+            projector.catch_up(names=[name], until=position)
+            scratch_rows = snapshot(views[name], tables, app)[1]
             mismatches += compare(name, live_rows, scratch_rows)
             if progress is not None:
-                progress("projections", len(followers))
-    return list(followers), mismatches
+                progress("projections", done)
+        for view in views.values():
+            view.datastore.close()
+    return list(NAMES), mismatches
 
 
 def snapshot(
@@ -158,7 +125,3 @@ def _normal(value: Any) -> Any:
     if isinstance(value, memoryview | bytes):
         return bytes(value).hex()
     return value
-
-
-def _datastore(directory: str, name: str) -> SQLiteDatastore:
-    return SQLiteDatastore(str(Path(directory) / f"{name}.sqlite"), lock_timeout=30)

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from application.ports import InvoiceView, MeterView, ProductView
+from application.views import EntitlementView, InvoiceView, MeterView, ProductView
 from domain.metadata import Metadata
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -113,3 +113,30 @@ def encode_invoice(invoice: InvoiceView) -> str:
 def decode_invoice(raw: str | bytes) -> InvoiceView:
     state = _invoice_decoder.decode(raw)
     return InvoiceView(**{f: getattr(state, f) for f in _InvoiceState.__struct_fields__})
+
+
+class _EntitlementState(msgspec.Struct):
+    business_id: str
+    entitlement_id: str
+    settings: dict[str, Any]
+    created_at: datetime
+
+
+_entitlement_decoder = msgspec.json.Decoder(_EntitlementState)
+
+
+def encode_entitlement(entitlement: EntitlementView) -> str:
+    state = _EntitlementState(
+        entitlement.business_id,
+        entitlement.entitlement_id,
+        entitlement.settings,
+        entitlement.created_at,
+    )
+    return _encoder.encode(state).decode()
+
+
+def decode_entitlement(raw: str | bytes) -> EntitlementView:
+    state = _entitlement_decoder.decode(raw)
+    return EntitlementView(
+        state.business_id, state.entitlement_id, state.settings, state.created_at
+    )

@@ -14,7 +14,7 @@ from psycopg.sql import SQL
 from application.credit_balances import BalanceQuery, GrantQuery, LedgerQuery
 from domain.credit_account import CreditAccount
 from infrastructure.codec import from_micros, to_micros
-from infrastructure.views import TrackedSQL
+from infrastructure.sql import TrackedSQL, tuples
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS credit_balances ("
@@ -32,11 +32,8 @@ TABLES = (
     "created_at BIGINT NOT NULL, state TEXT NOT NULL, "
     "PRIMARY KEY (business_id, entitlement_id, customer_id, sequence))",
 )
-DROP = (
-    "DROP TABLE IF EXISTS credit_balances",
-    "DROP TABLE IF EXISTS credit_grants",
-    "DROP TABLE IF EXISTS credit_ledger",
-)
+NAMES = ("credit_balances", "credit_grants", "credit_ledger")
+DROP = tuple(f"DROP TABLE IF EXISTS {name}" for name in NAMES)
 UPSERT_BALANCE = (
     "INSERT INTO credit_balances (business_id, entitlement_id, customer_id, account_id, "
     "balance, overage, created_at, updated_at, last_transaction_at) "
@@ -69,9 +66,12 @@ def _iso(value: Any) -> Any:
 class CreditSQL(TrackedSQL):
     drop_statements: tuple[str, ...] = DROP
 
-    def record(self, accounts: Sequence[CreditAccount], tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            for account in accounts:
+    def record(
+        self, accounts: Sequence[tuple[CreditAccount, set[str]]], tracking: Tracking, after: int
+    ) -> None:
+        """Each account's balance, the grants the batch touched and the entries it added."""
+        with self._batch(tracking, after) as curs:
+            for account, touched in accounts:
                 key = (account.business_id, account.entitlement_id, account.customer_id)
                 curs.execute(
                     self._q(UPSERT_BALANCE),
@@ -87,7 +87,8 @@ class CreditSQL(TrackedSQL):
                         else to_micros(account.last_transaction_at),
                     ),
                 )
-                for grant_id, state in account.grants.items():
+                for grant_id in sorted(touched & account.grants.keys()):
+                    state = account.grants[grant_id]
                     status = (
                         "expired"
                         if state.expired
@@ -115,7 +116,18 @@ class CreditSQL(TrackedSQL):
                         self._q(UPSERT_GRANT),
                         (*key, grant_id, json.dumps(document), to_micros(state.created_at), status),
                     )
+                curs.execute(
+                    self._q(
+                        "SELECT MAX(sequence) FROM credit_ledger WHERE business_id = ? "
+                        "AND entitlement_id = ? AND customer_id = ?"
+                    ),
+                    key,
+                )
+                found = tuples(curs)
+                written = -1 if not found or found[0][0] is None else int(found[0][0])
                 for sequence, entry in enumerate(account.entries):
+                    if sequence <= written:
+                        continue
                     document = {
                         "id": entry.entry_id,
                         "transaction_type": entry.transaction_type,
@@ -143,7 +155,6 @@ class CreditSQL(TrackedSQL):
                             json.dumps(document),
                         ),
                     )
-            self._insert_tracking(curs, tracking)
 
     def balances(self, query: BalanceQuery) -> list[dict[str, Any]]:
         statement = (

@@ -1,39 +1,81 @@
-"""Rebuilding the usage projection on several cores.
+"""Rebuilding a projection: drop it, follow the log again from its start.
 
-Tallies merge associatively and commutatively, and a meter measures every
-matching event in the log with its current definition. So the usage
-projection at log position ``head`` is: the meters' definitions at ``head``,
-and for each meter the merge of the tallies of disjoint ranges of the log,
-leaving out the events voided at or before ``head`` (a void may lie in another
-range than its event, so the voids are read first, like the definitions).
-Worker processes tally one range each (reading, decoding and measuring are
-CPU-bound and the GIL would serialise threads); the parent merges their
-buckets and writes them with the tracking position ``head`` in one
-transaction. Memory follows the number of buckets, not of events.
+``rebuild`` resets one projection's view (any other keeps its rows and its
+position) and catches it up alone. The usage projection of a long log is
+tallied on several cores: buckets merge associatively and commutatively, and a
+meter measures every matching event in the log with its current definition.
+So the projection at log position ``head`` is the meters' definitions at
+``head`` and, for each meter, the merge of the buckets of disjoint ranges of
+the log (the voids are read first, like the definitions: a void may lie in
+another range than its event). Worker processes tally one range each (reading,
+decoding and measuring are CPU-bound and the GIL would serialise threads); the
+parent merges their buckets and writes them with the tracking position ``head``
+in one transaction. Memory follows the number of buckets, not of events.
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from uuid import UUID
 
 from application.ledger import Ledger
-from application.usage import (
+from application.tally import (
+    LogHistory,
     MeterDefinition,
     MeterKey,
+    Recorded,
     Tallies,
-    UsageProjection,
-    definitions_at,
-    log_history,
     merge_tallies,
     tally_history,
 )
-from domain.usage import TimeWindow, UsageEvent
+from application.usage import UsageProjection
+from domain.usage import TimeWindow
+from infrastructure.bootstrap import Container
+from infrastructure.projections import registered
 from infrastructure.settings import Settings
 from infrastructure.store import eventsourcing_env, stored_identities
+
+REBUILD_BATCH = 5000
+PARALLEL_FROM = 100_000  # log entries; below this, worker start-up costs more than it saves
+
+
+def rebuild(
+    container: Container,
+    name: str,
+    on_batch: Callable[[int, int], None] | None = None,
+    *,
+    workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
+) -> int:
+    """Drop projection ``name`` and build it again from the whole log; the entries read.
+
+    This process's projector is paused meanwhile. A projection that another
+    process follows at the same time stays correct (the tracking row is the
+    guard) but that process keeps its old in-memory state: stop it first.
+    """
+    projector = container.projector
+    running = projector.running
+    projector.stop()
+    try:
+        view = container.views[registered(name).name]
+        view.reset()
+        fresh = registered(name).make(container.ledger, container.views)
+        projector.replace(fresh)
+        read = 0
+        workers = workers or os.cpu_count() or 1
+        head = container.ledger.recorder.max_notification_id() or 0
+        if isinstance(fresh, UsageProjection) and workers > 1 and head >= parallel_from:
+            _, read = rebuild_usage_in_parallel(
+                container.settings, container.ledger, fresh, workers, on_batch
+            )
+        return read + projector.catch_up(names=[name], on_batch=on_batch, batch_size=REBUILD_BATCH)
+    finally:
+        if running:
+            projector.start()
 
 
 def tune_gc_for_batches() -> None:
@@ -54,9 +96,10 @@ def tally_range(
     after: int,
     stop: int,
     definitions: list[MeterDefinition],
-    voided: frozenset[UUID] = frozenset(),
+    voided: dict[UUID, int] | None = None,
 ) -> tuple[int, Tallies]:
-    """In a worker process: the usage events in ``(after, stop]`` but ``voided``, tallied."""
+    """In a worker process: the usage events in ``(after, stop]`` tallied; ``voided``
+    gives the position of each void (up to the rebuild's head)."""
     tune_gc_for_batches()
     ledger = Ledger(
         eventsourcing_env(settings),
@@ -65,14 +108,14 @@ def tally_range(
     )
     counted = 0
 
-    def events() -> Iterator[UsageEvent.Recorded]:
+    def events() -> Iterator[Recorded]:
         nonlocal counted
-        for recorded in log_history(ledger)(after, stop):
+        for recorded in LogHistory(ledger)(after, stop, voided):
             counted += 1
             yield recorded
 
     try:
-        tallies = tally_history(events(), definitions, voided)  # runs the generator to its end
+        tallies = tally_history(events(), definitions)  # runs the generator to its end
         return counted, tallies
     finally:
         ledger.close()
@@ -91,8 +134,9 @@ def rebuild_usage_in_parallel(
     and the number of usage events tallied.
     """
     head = ledger.recorder.max_notification_id() or 0
-    definitions = definitions_at(ledger, head)
-    voided = log_history(ledger).voided(head)
+    history = LogHistory(ledger)
+    definitions = history.definitions(head)
+    voided = history.voided(head)
     bounds = [head * i // workers for i in range(workers + 1)]
     merged: Tallies = {}
     tallied = 0

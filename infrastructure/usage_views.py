@@ -1,22 +1,17 @@
-"""The usage read model on SQLite and PostgreSQL: hourly tallies per meter and customer.
+"""The usage read model on SQLite and PostgreSQL: hourly buckets per meter and customer.
 
 Decimals are stored as canonical text and merged in Python, never by SQL
 arithmetic (SQLite would turn them into floats). Rows and the log position are
-written in one transaction through eventsourcing's tracking recorders.
-
-After a void, the projection recounts the hours it touched from the event
-index (``counted_in_hours``): on PostgreSQL its tables are in the same
-database; on SQLite it is the projection file beside this one.
+written in one transaction through eventsourcing's tracking recorders; a fold
+reads its buckets and that position in one snapshot.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -25,26 +20,11 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.sql import SQL
 
-from application.event_index import EventIndexProjection
-from application.ports import PositionMovedError, UsageEventView
-from application.usage import (
-    BucketKey,
-    HourKey,
-    IndexBehindError,
-    MeterDefinition,
-    UsageChanges,
-    UsageProjection,
-)
+from application.tally import Bucket, BucketKey, MeterDefinition
+from application.usage import HourBucket, TallySnapshot, UsageChanges
 from domain.meter import Last, Tally
 from infrastructure.codec import from_micros, to_micros
-from infrastructure.views import (
-    EventIndexSQL,
-    PostgresEventIndex,
-    SQLiteEventIndex,
-    reset_tables,
-)
-
-INDEX_WAIT_SECONDS = 10.0  # how long a recount waits for the event index to reach its batch
+from infrastructure.sql import TrackedSQL, tuples
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS usage_meters ("
@@ -54,26 +34,29 @@ TABLES = (
     "business_id TEXT NOT NULL, meter_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
     "hour BIGINT NOT NULL, count BIGINT NOT NULL, total TEXT NOT NULL, "
     "maximum TEXT, minimum TEXT, last_ts BIGINT, last_event_id TEXT, last_value TEXT, "
-    "distinct_values TEXT, PRIMARY KEY (business_id, meter_id, customer_id, hour))",
+    "distinct_values TEXT, changed_at BIGINT NOT NULL, "
+    "PRIMARY KEY (business_id, meter_id, customer_id, hour))",
     "CREATE INDEX IF NOT EXISTS usage_buckets_by_hour "
     "ON usage_buckets (business_id, meter_id, hour)",
+    "CREATE INDEX IF NOT EXISTS usage_buckets_by_change "
+    "ON usage_buckets (business_id, customer_id, changed_at)",
+    "CREATE INDEX IF NOT EXISTS usage_meters_by_meter ON usage_meters (business_id, meter_id)",
 )
+NAMES = ("usage_meters", "usage_buckets")
 DROP = ("DROP TABLE IF EXISTS usage_buckets", "DROP TABLE IF EXISTS usage_meters")
-_COLUMNS = (
-    "business_id, meter_id, customer_id, hour, count, total, maximum, minimum, "
-    "last_ts, last_event_id, last_value, distinct_values"
+TALLY = (
+    "count, total, maximum, minimum, last_ts, last_event_id, last_value, distinct_values, "
+    "changed_at"
 )
+_COLUMNS = f"business_id, meter_id, customer_id, hour, {TALLY}"
 UPSERT_BUCKET = (
-    f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+    f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
     "ON CONFLICT (business_id, meter_id, customer_id, hour) DO UPDATE SET "
     "count = excluded.count, total = excluded.total, maximum = excluded.maximum, "
     "minimum = excluded.minimum, last_ts = excluded.last_ts, "
     "last_event_id = excluded.last_event_id, last_value = excluded.last_value, "
-    "distinct_values = excluded.distinct_values"
-)
-DELETE_BUCKET = (
-    "DELETE FROM usage_buckets "
-    "WHERE business_id = ? AND meter_id = ? AND customer_id = ? AND hour = ?"
+    "distinct_values = excluded.distinct_values, "
+    "changed_at = {greatest}(usage_buckets.changed_at, excluded.changed_at)"
 )
 UPSERT_METER = (
     "INSERT INTO usage_meters (aggregate_id, business_id, meter_id, definition) "
@@ -85,8 +68,9 @@ _decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 _values = msgspec.json.Decoder(list[str])
 
 
-def bucket_row(key: BucketKey, tally: Tally) -> tuple[Any, ...]:
+def bucket_row(key: BucketKey, bucket: Bucket) -> tuple[Any, ...]:
     business_id, meter_id, customer_id, hour = key
+    tally = bucket.tally
     last = tally.last
     return (
         business_id,
@@ -101,13 +85,14 @@ def bucket_row(key: BucketKey, tally: Tally) -> tuple[Any, ...]:
         None if last is None else last.event_id,
         None if last is None else str(last.value),
         _encoder.encode(sorted(tally.distinct)).decode() if tally.distinct else None,
+        bucket.changed_at,
     )
 
 
-def tally_of(row: Sequence[Any]) -> Tally:
-    """The tally of a row's columns from ``count`` on."""
-    count, total, maximum, minimum, last_ts, last_event_id, last_value, distinct = row
-    return Tally(
+def bucket_of(row: Sequence[Any]) -> Bucket:
+    """The bucket of a row's columns from ``count`` on."""
+    count, total, maximum, minimum, last_ts, last_event_id, last_value, distinct, changed = row
+    tally = Tally(
         count=int(count),
         total=Decimal(total),
         maximum=None if maximum is None else Decimal(maximum),
@@ -117,72 +102,27 @@ def tally_of(row: Sequence[Any]) -> Tally:
         else Last(from_micros(int(last_ts)), last_event_id, Decimal(last_value)),
         distinct=frozenset(_values.decode(distinct)) if distinct else frozenset(),
     )
+    return Bucket(tally, int(changed))
 
 
-class UsageSQL:
-    """Shared statements; ``mark`` is the store's placeholder."""
-
-    mark = "?"
-    datastore: Any
+class UsageSQL(TrackedSQL):
     drop_statements: tuple[str, ...] = DROP
-    _index: EventIndexSQL | None = None
-
-    if TYPE_CHECKING:  # provided by the library's tracking recorder
-
-        def _insert_tracking(self, curs: Any, tracking: Tracking) -> None: ...
-
-    def _q(self, statement: str) -> Any:
-        return statement if self.mark == "?" else statement.replace("?", self.mark)
-
-    def reset(self) -> None:
-        """Drop the rows and the tracking position, and create empty tables again."""
-        reset_tables(self)
-
-    @property
-    def _position_statement(self) -> str:
-        table = getattr(self, "tracking_table_name", "tracking")
-        return f"SELECT MAX(notification_id) FROM {table} WHERE application_name = ?"  # noqa: S608
-
-    def _serialise(self, curs: Any) -> None:
-        """Hold writers of this view apart until the transaction ends.
-
-        SQLite needs nothing: the read above opens the transaction's snapshot, and
-        a write after another process committed fails (WAL: busy snapshot).
-        """
-
-    def _rows(self, curs: Any) -> list[tuple[Any, ...]]:
-        return [
-            tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in curs.fetchall()
-        ]
+    greatest = "max"  # SQLite's scalar max; PostgreSQL calls it greatest
 
     def definitions(self) -> list[MeterDefinition]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                "SELECT aggregate_id, business_id, meter_id, definition FROM usage_meters "
-                "ORDER BY aggregate_id"
-            )
-            return [
-                MeterDefinition(UUID(str(a)), b, m, _decoder.decode(d))
-                for a, b, m, d in self._rows(curs)
-            ]
+        rows = self._fetch(
+            "SELECT aggregate_id, business_id, meter_id, definition FROM usage_meters "
+            "ORDER BY aggregate_id",
+            [],
+        )
+        return [MeterDefinition(UUID(str(a)), b, m, _decoder.decode(d)) for a, b, m, d in rows]
 
     def apply(self, changes: UsageChanges, tracking: Tracking, after: int) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            # First, under the lock, check nobody moved the view since the batch was
-            # read: the buckets are read, merged and written back below.
-            self._serialise(curs)
-            curs.execute(self._q(self._position_statement), (tracking.application_name,))
-            row = self._rows(curs)
-            position = (row[0][0] if row else None) or 0
-            if position != after:
-                raise PositionMovedError(
-                    f"usage projection is at {position}, this batch follows {after}"
-                )
-            if changes.added:
+        upsert = self._q(UPSERT_BUCKET.format(greatest=self.greatest))
+        with self._batch(tracking, after) as curs:
+            if changes.added:  # merged with what the buckets hold, read under the lock
                 merged = self._merge_existing(curs, changes.added)
-                curs.executemany(
-                    self._q(UPSERT_BUCKET), [bucket_row(k, t) for k, t in merged.items()]
-                )
+                curs.executemany(upsert, [bucket_row(k, b) for k, b in merged.items()])
             if changes.definitions:
                 curs.executemany(
                     self._q(UPSERT_METER),
@@ -202,45 +142,18 @@ class UsageSQL:
                     (business_id, meter_id),
                 )
                 rows = (
-                    bucket_row((business_id, meter_id, customer, hour), tally)
-                    for (customer, hour), tally in buckets.items()
+                    bucket_row((business_id, meter_id, customer, hour), bucket)
+                    for (customer, hour), bucket in buckets.items()
                 )
                 self._insert_new(curs, rows)
             if changes.recounted:
-                self._write_recounted(curs, changes.recounted)
-            self._insert_tracking(curs, tracking)
-
-    def _write_recounted(self, curs: Any, recounted: dict[BucketKey, Tally]) -> None:
-        kept = [bucket_row(k, t) for k, t in recounted.items() if t.count]
-        gone = [(b, m, c, to_micros(h)) for (b, m, c, h), t in recounted.items() if not t.count]
-        if kept:
-            curs.executemany(self._q(UPSERT_BUCKET), kept)
-        if gone:
-            curs.executemany(self._q(DELETE_BUCKET), gone)
-
-    def _event_index(self) -> EventIndexSQL:
-        raise NotImplementedError
-
-    def counted_in_hours(
-        self, hours: Collection[HourKey], up_to: int, application_name: str
-    ) -> dict[HourKey, list[UsageEventView]]:
-        index = self._event_index()
-        deadline = time.monotonic() + INDEX_WAIT_SECONDS
-        while (found := index.counted_in_hours(hours, up_to, application_name)) is None:
-            if time.monotonic() > deadline:
-                raise IndexBehindError(
-                    f"the event index has not reached position {up_to} in "
-                    f"{INDEX_WAIT_SECONDS:g} s; the usage projection waits for it to recount "
-                    "the hours a void touched (is the event index projection running?)"
-                )
-            time.sleep(0.02)
-        return found
+                curs.executemany(upsert, [bucket_row(k, b) for k, b in changes.recounted.items()])
 
     def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         """Insert buckets known not to exist (their meter's rows were just deleted)."""
-        curs.executemany(self._q(UPSERT_BUCKET), list(rows))
+        curs.executemany(self._q(UPSERT_BUCKET.format(greatest=self.greatest)), list(rows))
 
-    def _merge_existing(self, curs: Any, added: dict[BucketKey, Tally]) -> dict[BucketKey, Tally]:
+    def _merge_existing(self, curs: Any, added: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
         """``added`` merged with what the buckets already hold (read in the same transaction)."""
         spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}
         for business_id, meter_id, _, hour in added:
@@ -250,64 +163,80 @@ class UsageSQL:
         for (business_id, meter_id), (low, high) in spans.items():
             curs.execute(
                 self._q(
-                    "SELECT customer_id, hour, count, total, maximum, minimum, last_ts, "
-                    "last_event_id, last_value, distinct_values FROM usage_buckets "
+                    f"SELECT customer_id, hour, {TALLY} FROM usage_buckets "  # noqa: S608
                     "WHERE business_id = ? AND meter_id = ? AND hour >= ? AND hour <= ?"
                 ),
                 (business_id, meter_id, to_micros(low), to_micros(high)),
             )
-            for row in self._rows(curs):
+            for row in tuples(curs):
                 key = (business_id, meter_id, row[0], from_micros(int(row[1])))
                 if key in merged:
-                    merged[key] = tally_of(row[2:]).merge(merged[key])
+                    merged[key] = bucket_of(row[2:]).merge(merged[key])
         return merged
 
-    def buckets(
+    def snapshot(
         self,
         business_id: str,
-        meter_id: str,
+        meter_ids: Collection[str],
         customer_id: str | None,
         start: datetime,
         end: datetime,
-    ) -> list[tuple[str, datetime, Tally]]:
+        application_name: str = "ledger",
+    ) -> TallySnapshot:
+        wanted = list(meter_ids)
+        marks = ", ".join("?" for _ in wanted)
         statement = (
-            "SELECT customer_id, hour, count, total, maximum, minimum, last_ts, "
-            "last_event_id, last_value, distinct_values FROM usage_buckets "
-            "WHERE business_id = ? AND meter_id = ? AND hour >= ? AND hour < ?"
+            f"SELECT meter_id, customer_id, hour, {TALLY} FROM usage_buckets "  # noqa: S608
+            f"WHERE business_id = ? AND meter_id IN ({marks}) AND hour >= ? AND hour < ?"
         )
-        params: list[Any] = [business_id, meter_id, to_micros(start), to_micros(end)]
+        params: list[Any] = [business_id, *wanted, to_micros(start), to_micros(end)]
         if customer_id is not None:
             statement += " AND customer_id = ?"
             params.append(customer_id)
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._q(statement + " ORDER BY hour, customer_id"), params)
-            return [
-                (row[0], from_micros(int(row[1])), tally_of(row[2:])) for row in self._rows(curs)
-            ]
-
-    def all_buckets(self) -> Iterator[tuple[BucketKey, Tally]]:
-        with self.datastore.transaction(commit=False) as curs:
+            self._snapshot(curs)
+            position = self._position(curs, application_name)
+            if not wanted:
+                return TallySnapshot(position, {}, {})
             curs.execute(
-                "SELECT business_id, meter_id, customer_id, hour, count, total, maximum, "
-                "minimum, last_ts, last_event_id, last_value, distinct_values "
-                "FROM usage_buckets ORDER BY business_id, meter_id, customer_id, hour"
+                self._q(
+                    "SELECT meter_id, definition FROM usage_meters "  # noqa: S608
+                    f"WHERE business_id = ? AND meter_id IN ({marks})"
+                ),
+                [business_id, *wanted],
             )
-            rows = self._rows(curs)
+            definitions = {m: _decoder.decode(d) for m, d in tuples(curs)}
+            buckets: dict[str, list[HourBucket]] = {m: [] for m in wanted}
+            if start < end:
+                curs.execute(self._q(statement + " ORDER BY hour, customer_id"), params)
+                for row in tuples(curs):
+                    hour = from_micros(int(row[2]))
+                    buckets[row[0]].append(HourBucket(row[1], hour, bucket_of(row[3:])))
+        return TallySnapshot(position, definitions, buckets)
+
+    def changed_since(
+        self, business_id: str, customer_id: str, after: int, before: datetime
+    ) -> list[tuple[str, datetime]]:
+        rows = self._fetch(
+            "SELECT meter_id, hour FROM usage_buckets WHERE business_id = ? AND customer_id = ? "
+            "AND changed_at > ? AND hour < ?",
+            [business_id, customer_id, after, to_micros(before)],
+        )
+        return [(str(m), from_micros(int(h))) for m, h in rows]
+
+    def all_buckets(self) -> Iterator[tuple[BucketKey, Bucket]]:
+        rows = self._fetch(
+            f"SELECT business_id, meter_id, customer_id, hour, {TALLY} FROM usage_buckets "  # noqa: S608
+            "ORDER BY business_id, meter_id, customer_id, hour",
+            [],
+        )
         for row in rows:
-            yield (row[0], row[1], row[2], from_micros(int(row[3]))), tally_of(row[4:])
+            yield (row[0], row[1], row[2], from_micros(int(row[3]))), bucket_of(row[4:])
 
 
 class SQLiteUsageStore(UsageSQL, SQLiteTrackingRecorder):
-    def __init__(self, datastore: SQLiteDatastore, index: SQLiteEventIndex | None = None) -> None:
+    def __init__(self, datastore: SQLiteDatastore) -> None:
         super().__init__(datastore)
-        self._index = index
-
-    def _event_index(self) -> EventIndexSQL:
-        if self._index is None:
-            self._index = SQLiteEventIndex(
-                SQLiteDatastore(index_path_beside(self.datastore.pool.db_name), lock_timeout=30)
-            )
-        return self._index
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *TABLES]
@@ -315,37 +244,14 @@ class SQLiteUsageStore(UsageSQL, SQLiteTrackingRecorder):
 
 class PostgresUsageStore(UsageSQL, PostgresTrackingRecorder):
     mark = "%s"
+    greatest = "greatest"
 
-    def _serialise(self, curs: Any) -> None:
-        curs.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('ledger-projection'), hashtext('usage'))"
-        )
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name="usage_tracking")
+        self.sql_create_statements.extend(SQL(t).format() for t in TABLES)
 
     def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         # COPY: a rebuild writes tens of thousands of buckets at once.
         with curs.copy(f"COPY usage_buckets ({_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-
-    def __init__(
-        self, datastore: PostgresDatastore, index: PostgresEventIndex | None = None
-    ) -> None:
-        super().__init__(datastore, tracking_table_name="usage_tracking")
-        self.sql_create_statements.extend(SQL(t).format() for t in TABLES)
-        self._index = index
-
-    def _event_index(self) -> EventIndexSQL:
-        if self._index is None:
-            self._index = PostgresEventIndex(self.datastore)  # same database
-        return self._index
-
-
-def index_path_beside(usage_path: str) -> str:
-    """The event index's SQLite file next to the usage projection's.
-
-    Each projection's file is the store's name with the projection's inserted
-    before the suffix (``infrastructure.store.projection_sqlite_path``).
-    """
-    path = Path(usage_path)
-    stem = path.stem.removesuffix(f".{UsageProjection.name}")
-    return str(path.with_name(f"{stem}.{EventIndexProjection.name}{path.suffix}"))

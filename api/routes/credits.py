@@ -24,9 +24,10 @@ from api.credit_schemas import (
 )
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
 from api.schemas import Page, decode
-from application import credits
+from application import credits, listings
 from application.credit_balances import BalanceQuery, GrantQuery, LedgerQuery
 from application.errors import InvalidRequestError, NotFoundError
+from application.views import EntitlementView, PageQuery
 from domain.credit_entitlement import CreditEntitlement
 from infrastructure.keys import Principal
 
@@ -45,7 +46,7 @@ TRANSACTION_TYPES = (
 )
 
 
-def entitlement_read(entitlement: CreditEntitlement) -> CreditEntitlementRead:
+def entitlement_read(entitlement: CreditEntitlement | EntitlementView) -> CreditEntitlementRead:
     settings = entitlement.settings
     return CreditEntitlementRead(
         id=entitlement.entitlement_id,
@@ -78,9 +79,9 @@ class CreditEntitlementController(Controller):
         page_number: PageNumber = 0,
         page_size: PageSize = 10,
     ) -> Page[CreditEntitlementRead]:
-        found = credits.entitlements(container_of(request).ledger, business_of(request))
-        page = found[page_number * page_size : (page_number + 1) * page_size]
-        return Page(items=[entitlement_read(e) for e in page])
+        query = PageQuery(business_of(request), page_number, page_size)
+        found = credits.entitlements(container_of(request).reads, query)
+        return Page(items=[entitlement_read(e) for e in found])
 
     @get("/{entitlement_id:str}", summary="Retrieve a credit entitlement", sync_to_thread=True)
     def retrieve(
@@ -108,7 +109,9 @@ class CreditEntitlementController(Controller):
         query = BalanceQuery(
             business_of(request), entitlement_id, customer_id, page_number, page_size
         )
-        return Page(items=[CreditBalanceRead(**row) for row in container.credits.balances(query)])
+        return Page(
+            items=[CreditBalanceRead(**row) for row in listings.balances(container.reads, query)]
+        )
 
     @get(
         "/{entitlement_id:str}/balances/{customer_id:str}",
@@ -122,8 +125,8 @@ class CreditEntitlementController(Controller):
         customer_id: FromPath[str],
     ) -> CreditBalanceRead:
         container = _ready(request, entitlement_id, customer_id)
-        rows = container.credits.balances(
-            BalanceQuery(business_of(request), entitlement_id, customer_id, 0, 1)
+        rows = listings.balances(
+            container.reads, BalanceQuery(business_of(request), entitlement_id, customer_id, 0, 1)
         )
         if not rows:
             raise NotFoundError(
@@ -206,7 +209,7 @@ class CreditEntitlementController(Controller):
         query = GrantQuery(
             business_of(request), entitlement_id, customer_id, status, page_number, page_size
         )
-        rows = container.credits.grants(query)
+        rows = listings.grants(container.reads, query)
         return Page(items=[CreditGrantRead(**_times(row)) for row in rows])
 
     @get(
@@ -245,7 +248,7 @@ class CreditEntitlementController(Controller):
             page_number,
             page_size,
         )
-        rows = container.credits.entries(query)
+        rows = listings.ledger_entries(container.reads, query)
         return Page(
             items=[
                 CreditLedgerEntryRead(
@@ -261,13 +264,12 @@ class CreditEntitlementController(Controller):
 
 
 def _ready(request: Request[Principal, Any, Any], entitlement_id: str, customer: str = "") -> Any:
-    """The container, once the entitlement (and customer) are known and reads are current."""
+    """The container, once the entitlement (and customer) are known."""
     container = container_of(request)
     business_id = business_of(request)
     credits.load_entitlement(container.ledger, business_id, entitlement_id)
     if customer:
         container.ledger.customer(business_id, customer)
-    container.wait_for_reads()
     return container
 
 

@@ -10,7 +10,8 @@ from litestar.params import FromPath, FromQuery
 
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
 from api.schemas import CustomerCreate, CustomerRead, Page, decode
-from application.ports import CustomerQuery, CustomerView
+from application import listings
+from application.views import CustomerQuery, CustomerView
 from infrastructure.keys import Principal
 
 
@@ -74,5 +75,4 @@ class CustomerController(Controller):
             page_number=page_number,
             page_size=page_size,
         )
-        container.wait_for_reads()
-        return Page(items=[customer_read(v) for v in container.event_index.list_customers(query)])
+        return Page(items=[customer_read(v) for v in listings.customers(container.reads, query)])

@@ -6,7 +6,6 @@ nothing is deleted), and every event read says whether it is voided.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -28,13 +27,12 @@ from api.schemas import (
     VoidCreate,
     decode,
 )
+from application import listings
 from application.ledger import EventInput, IngestOutcome
-from application.ports import EventIndex, EventQuery, UsageEventView
+from application.views import EventQuery, UsageEventView
 from domain.metadata import UnreadableMetadata
-from domain.meter import MeterSpec
 from infrastructure.keys import Principal
 
-_SCAN = 1000  # index rows read per step when a meter's filter picks the events
 _VOID = "/void"
 EventPageSize = Annotated[
     int, QueryParameter(ge=1, le=1000, description="items per page, 1 to 1000")
@@ -165,44 +163,5 @@ class EventController(Controller):
             page_size=page_size,
             voided=voided,
         )
-        if meter_id is not None:
-            spec = container.ledger.meter_spec(business, meter_id)
-            container.wait_for_reads()
-            views = events_counted(container.event_index, query, spec)
-        else:
-            container.wait_for_reads()
-            views = container.event_index.list_events(query)
+        views = listings.events(container.ledger, container.reads, query, meter_id)
         return Page(items=[event_read(v) for v in views])
-
-
-def events_counted(index: EventIndex, query: EventQuery, spec: MeterSpec) -> list[UsageEventView]:
-    """One page of the events ``spec`` counts, newest first, among those ``query`` selects.
-
-    A voided event counts for no meter.
-    """
-    if query.event_name not in (None, spec.event_name) or query.voided:
-        return []
-    wanted = range(query.page_number * query.page_size, (query.page_number + 1) * query.page_size)
-    found: list[UsageEventView] = []
-    matched, chunk = 0, 0
-    while True:
-        batch = index.list_events(
-            replace(
-                query,
-                event_name=spec.event_name,
-                page_number=chunk,
-                page_size=_SCAN,
-                voided=False,
-            )
-        )
-        for view in batch:
-            if spec.measure(view.event_name, view.metadata) is None:
-                continue
-            if matched in wanted:
-                found.append(view)
-            matched += 1
-            if matched >= wanted.stop:
-                return found
-        if len(batch) < _SCAN:
-            return found
-        chunk += 1

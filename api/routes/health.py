@@ -9,19 +9,20 @@ from litestar import Request, Response, get
 from api.response import ExactJSONResponse
 from api.routes.common import container_of
 from api.schemas import HealthRead
+from infrastructure.runtime import database_problem, projection_position
 
 
 @get("/health", opt={"public": True}, sync_to_thread=True, summary="Liveness and readiness")
 def health(request: Request[Any, Any, Any]) -> Response[HealthRead]:
     container = container_of(request)
-    problem = container.database_problem()
+    problem = database_problem(container)
     if problem is not None:
         body = HealthRead(status="unavailable", database="unreachable", reason=problem)
         return ExactJSONResponse(body, status_code=503)
     body = HealthRead(
         status="ok",
         database="ok",
-        projection_position=container.projection_position,
-        log_position=container.ledger.recorder.max_notification_id() or 0,
+        projection_position=projection_position(container),
+        log_position=container.ledger.head(),
     )
     return ExactJSONResponse(body, status_code=200)

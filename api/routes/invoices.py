@@ -10,10 +10,11 @@ from litestar.params import FromPath, FromQuery
 
 from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, PageSize, business_of, container_of
+from application import listings
 from application.billing import invoice_record
-from application.event_index import invoice_view
+from application.catalogue import invoice_view
 from application.explain import explain_invoice
-from application.ports import InvoiceQuery, InvoiceView
+from application.views import InvoiceQuery, InvoiceView
 from infrastructure.keys import Principal
 
 
@@ -64,7 +65,7 @@ class InvoiceController(Controller):
     ) -> ExactJSONResponse:
         container = container_of(request)
         explained = explain_invoice(
-            container.ledger, container.event_index, business_of(request), invoice_id
+            container.ledger, container.reads, business_of(request), invoice_id
         )
         return ExactJSONResponse(explained)
 
@@ -81,6 +82,5 @@ class InvoiceController(Controller):
         query = InvoiceQuery(
             business_of(request), customer_id, subscription_id, page_number, page_size
         )
-        container.wait_for_reads()
-        items = [invoice_read(v) for v in container.event_index.list_invoices(query)]
+        items = [invoice_read(v) for v in listings.invoices(container.reads, query)]
         return ExactJSONResponse({"items": items})

@@ -13,9 +13,10 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
 from api.schemas import MeterCreate, MeterRead, MeterUsageRead, Page, UsageWindowRead, decode
+from application import listings
 from application.errors import InvalidParameterError, InvalidRequestError
-from application.ports import MeterQuery, MeterView
-from application.usage import Window, usage_report
+from application.usage_report import Window
+from application.views import MeterQuery, MeterView
 from infrastructure.keys import Principal
 
 UPDATABLE = frozenset(
@@ -124,8 +125,7 @@ class MeterController(Controller):
             page_number=page_number,
             page_size=page_size,
         )
-        container.wait_for_reads()
-        return Page(items=[meter_read(v) for v in container.event_index.list_meters(query)])
+        return Page(items=[meter_read(v) for v in listings.meters(container.reads, query)])
 
     @get(
         "/{meter_id:str}/usage",
@@ -142,18 +142,14 @@ class MeterController(Controller):
         customer_id: FromQuery[str | None] = None,
     ) -> ExactJSONResponse:
         container = container_of(request)
-        business = business_of(request)
-        spec = container.ledger.meter_spec(business, meter_id)
         begin, finish = moment(start), moment(end)
         if begin is None or finish is None:  # pragma: no cover - both are required
             raise InvalidParameterError("start and end are required")
-        container.wait_for_reads()
-        report = usage_report(
-            container.usage,
-            container.event_index.scan_events,
-            business_id=business,
+        spec, report = listings.meter_usage(
+            container.ledger,
+            container.reads,
+            business_id=business_of(request),
             meter_id=meter_id,
-            spec=spec,
             customer_id=customer_id,
             start=begin,
             end=finish,

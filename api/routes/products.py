@@ -10,8 +10,9 @@ from litestar.params import FromPath
 
 from api.routes.common import PageNumber, PageSize, business_of, container_of
 from api.schemas import Page, ProductCreate, ProductListItem, ProductRead, decode
+from application import listings
 from application.errors import InvalidRequestError
-from application.ports import ProductQuery, ProductView
+from application.views import ProductQuery, ProductView
 from infrastructure.keys import Principal
 
 UPDATABLE = frozenset(
@@ -156,5 +157,4 @@ class ProductController(Controller):
     ) -> Page[ProductListItem]:
         container = container_of(request)
         query = ProductQuery(business_of(request), page_number, page_size)
-        container.wait_for_reads()
-        return Page(items=[product_item(v) for v in container.event_index.list_products(query)])
+        return Page(items=[product_item(v) for v in listings.products(container.reads, query)])

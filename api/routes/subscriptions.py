@@ -280,15 +280,12 @@ class SubscriptionController(Controller):
         self, request: Request[Principal, Any, Any], subscription_id: FromPath[str]
     ) -> ExactJSONResponse:
         container = container_of(request)
-        container.wait_for_reads()
-        cut = container.follower.position
         found, invoice = invoice_preview(
             container.ledger,
-            container.event_index,
+            container.reads,
             business_of(request),
             subscription_id,
             now=container.clock(),
-            cut=cut,
         )
         return ExactJSONResponse(invoice_document(found, invoice))
 
@@ -317,12 +314,5 @@ class SubscriptionController(Controller):
             page_number,
             page_size,
         )
-        container.wait_for_reads()
-        history = usage_history(
-            container.ledger,
-            container.event_index,
-            query,
-            now=container.clock(),
-            cut=container.follower.position,
-        )
+        history = usage_history(container.ledger, container.reads, query, now=container.clock())
         return Page(items=[usage_history_read(cycle) for cycle in history])

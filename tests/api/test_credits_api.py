@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from dodopayments import DodoPayments
 
+from infrastructure.rebuild import rebuild
+from infrastructure.runtime import close_cycles
 from tests.api.helpers import BOOTSTRAP_KEY, assert_error, bearer, client_for, make_customer
 from tests.api.test_billing_api import meter, subscribe
 
@@ -143,7 +145,7 @@ def test_credits_cover_part_of_a_cycle_and_the_overage_is_billed(world, clock) -
     ent = entitlement(client)
     start(ent)
     send(client, cid, clock.now - timedelta(days=20), "a", 1500)
-    [record] = container.close_cycles(catch_up=True)
+    [record] = close_cycles(container, catch_up=True)
     line = client.get(f"/invoices/{record.invoice_id}").json()["invoice"]["lines"][0]
     assert (line["consumed"], line["credits_applied"], line["billed_units"]) == (
         "1500",
@@ -166,7 +168,7 @@ def test_unused_credits_expire_at_the_cycle_end(world, clock) -> None:
     ent = entitlement(client)
     start(ent)
     send(client, cid, clock.now - timedelta(days=20), "a", 300)
-    [record] = container.close_cycles(catch_up=True)
+    [record] = close_cycles(container, catch_up=True)
     assert record.total_minor == 100  # all 300 covered
     assert ("credit_expired", "700", "1700", "1000") in ledger_of(client, ent, cid)
     expired = client.get(
@@ -182,7 +184,7 @@ def test_credits_roll_over_by_percentage_up_to_the_maximum_count(world, clock) -
     ent = entitlement(client, rollover_enabled=True, rollover_percentage=50, max_rollover_count=1)
     sub = start(ent)
     send(client, cid, clock.now - timedelta(days=20), "a", 300)
-    container.close_cycles(catch_up=True)
+    close_cycles(container, catch_up=True)
     entries = ledger_of(client, ent, cid)
     assert ("rollover_forfeited", "350", "1700", "1350") in entries
     assert ("credit_rolled_over", "350", "1350", "1350") in entries
@@ -201,7 +203,7 @@ def test_without_overage_billing_uncovered_usage_is_forgiven(world, clock) -> No
     ent = entitlement(client, overage_enabled=False, overage_behavior=None)
     start(ent)
     send(client, cid, clock.now - timedelta(days=20), "a", 1500)
-    [record] = container.close_cycles(catch_up=True)
+    [record] = close_cycles(container, catch_up=True)
     line = client.get(f"/invoices/{record.invoice_id}").json()["invoice"]["lines"][0]
     assert (line["credits_applied"], line["forgiven"], line["billed_units"]) == (
         "1000",
@@ -216,7 +218,7 @@ def test_units_per_credit_and_the_overage_limit(world, clock) -> None:
     ent = entitlement(client, overage_limit=100)
     start(ent, amount="10", per_credit="50")  # 10 credits cover 500 calls
     send(client, cid, clock.now - timedelta(days=20), "a", 10_000)
-    [record] = container.close_cycles(catch_up=True)
+    [record] = close_cycles(container, catch_up=True)
     line = client.get(f"/invoices/{record.invoice_id}").json()["invoice"]["lines"][0]
     # 9,500 calls uncovered = 190 credits; only 100 credits (5,000 calls) may be billed.
     assert (line["credits_applied"], line["billed_units"], line["forgiven"]) == (
@@ -245,14 +247,14 @@ def test_a_price_change_of_credits_applies_from_the_next_cycle(world, clock) -> 
     assert changed.status_code == 200, changed.text
     assert changed.json()["credit_entitlements"][0]["credits_amount"] == "5"
     send(client, cid, clock.now - timedelta(days=20), "a", 800)
-    [record] = container.close_cycles(catch_up=True)
+    [record] = close_cycles(container, catch_up=True)
     assert record.total_minor == 100  # cycle 0 began before the change: 1,000 credits
     send(client, cid, clock.now - timedelta(hours=1), "b", 10)
     clock.advance(timedelta(days=32))
-    container.close_cycles(catch_up=True)  # cycle 1 began before the change too
+    close_cycles(container, catch_up=True)  # cycle 1 began before the change too
     send(client, cid, clock.now - timedelta(hours=1), "c", 10)
     clock.advance(timedelta(days=32))
-    container.close_cycles(catch_up=True)
+    close_cycles(container, catch_up=True)
     items = client.get("/invoices", params={"subscription_id": sub}).json()["items"]
     assert [i["total_minor"] for i in items] == [100 + 5 * 2, 100, 100]  # newest first
 
@@ -395,11 +397,11 @@ def test_the_balance_projection_rebuilds_to_the_same_rows(world, clock) -> None:
     ent = entitlement(client, rollover_enabled=True, rollover_percentage=50)
     start(ent)
     send(client, cid, clock.now - timedelta(days=20), "a", 300)
-    container.close_cycles(catch_up=True)
+    close_cycles(container, catch_up=True)
     path = f"/credit-entitlements/{ent}/balances/{cid}"
     client.post(f"{path}/ledger-entries", json={"amount": "7", "entry_type": "credit"})
     before = [client.get(f"{path}{tail}").json() for tail in ("", "/grants", "/ledger")]
-    container.rebuild("credit_balances")
+    rebuild(container, "credit_balances")
     after = [client.get(f"{path}{tail}").json() for tail in ("", "/grants", "/ledger")]
     assert after == before
 
@@ -447,8 +449,8 @@ def test_subscribing_grants_each_begun_cycle_once(world) -> None:
         ("subscription", "1000"),
         ("subscription", "1000"),
     ]
-    container.close_cycles(catch_up=True)
-    container.close_cycles(catch_up=True)
+    close_cycles(container, catch_up=True)
+    close_cycles(container, catch_up=True)
     again = client.get(f"/credit-entitlements/{ent}/balances/{cid}/grants").json()["items"]
     assert len(again) == 2  # the billing loop grants by the same ids: nothing twice
 
@@ -508,7 +510,7 @@ def test_two_subscriptions_sharing_credit_never_spend_it_twice(world, clock) -> 
     start(ent)
     start(ent)
     send(client, cid, clock.now - timedelta(days=20), "a", 1500)
-    records = container.close_cycles(catch_up=True)
+    records = close_cycles(container, catch_up=True)
     assert len(records) == 2
     applied = 0
     for record in records:

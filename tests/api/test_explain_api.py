@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from infrastructure.runtime import close_cycles
 from tests.api.helpers import assert_error, bearer, client_for, event, ingest, make_customer
 from tests.api.test_billing_api import meter, product, subscribe
 from tests.api.test_credits_api import credit_product, entitlement
@@ -86,7 +87,7 @@ def three_meters(world, clock) -> Any:
             metadata={"tokens": 999, "tier": "pro"},
         ),  # cycle 1: not on cycle 0's invoice
     )
-    [first] = container.close_cycles(catch_up=True)
+    [first] = close_cycles(container, catch_up=True)
     return client, container, cid, first, (calls, peak, level), day
 
 
@@ -150,10 +151,10 @@ def test_late_usage_does_not_change_the_explanation_of_a_finalized_invoice(
     )
     send(client, late)
     assert client.post("/events/c1/void", json={"reason": "test"}).status_code in (200, 201)
-    container.follower.catch_up()
+    container.projector.catch_up()
     assert explained(client, first.invoice_id) == before  # both count after the cut
     clock.advance(timedelta(days=31))
-    [second] = container.close_cycles(catch_up=True)
+    [second] = close_cycles(container, catch_up=True)
     assert explained(client, first.invoice_id) == before
     [adjustment] = explained(client, second.invoice_id)["adjustments"]
     assert (adjustment["from_cut"], adjustment["to_cut"]) == (first.cut, second.cut)
@@ -175,7 +176,7 @@ def test_a_credit_line_shows_the_grants_it_drew_in_order(world, clock) -> None:
     assert manual.status_code == 200, manual.text
     send_calls(client, cid, clock.now - timedelta(hours=1), "a", 170)  # cycle 1
     clock.advance(timedelta(days=31))
-    records = container.close_cycles(catch_up=True)
+    records = close_cycles(container, catch_up=True)
     cycle_1 = next(r for r in records if r.cycle_index == 1)
     [line] = explained(client, cycle_1.invoice_id)["lines"]
     grants = client.get(f"/credit-entitlements/{ent}/balances/{cid}/grants").json()["items"]

@@ -628,7 +628,7 @@ def test_a_meter_redefined_before_the_projection_saw_it_is_measured_by_the_new_d
         patched = test_client.patch(f"/meters/{meter_id}", json={"aggregation": SUM})
         assert patched.status_code == 200, patched.text
         # The projections start now, and meet the creation and the change in one batch.
-        container.start_projections()
+        container.projector.start()
         assert total(test_client, meter_id) == 13
         record(test_client, ev(customer, "e3", "11:30", n=1))
         assert total(test_client, meter_id) == 14

@@ -15,6 +15,7 @@ import pytest
 from dodopayments import DodoPayments
 
 from domain.cycles import Interval, cycle
+from infrastructure.runtime import close_cycles
 from tests.api.helpers import assert_error, bearer, client_for, make_customer
 from tests.api.test_billing_api import meter, product, subscribe
 from tests.conftest import BOOTSTRAP_KEY, start_live_server
@@ -127,7 +128,7 @@ def test_a_finalized_cycle_shows_what_was_billed_and_late_usage_does_not_change_
     first = world.cycle(0)
     world.send(first.start + timedelta(days=1), [f"a{i}" for i in range(25)])
     before = world.history()
-    [record] = world.container.close_cycles(catch_up=True)
+    [record] = close_cycles(world.container, catch_up=True)
     assert world.history() == before  # the same figures, now read from the invoice
     world.send(first.start + timedelta(days=2), ["late-1", "late-2"])
     finalized = lines(world.history()[1])[world.calls]
@@ -140,7 +141,7 @@ def test_a_finalized_cycle_shows_what_was_billed_and_late_usage_does_not_change_
     assert invoice_line["amount_minor"] == finalized["total_price"]
     # The late calls are billed on the next invoice, as an adjustment.
     world.clock.advance(timedelta(days=31))
-    [following] = world.container.close_cycles(catch_up=True)
+    [following] = close_cycles(world.container, catch_up=True)
     assert following.total_minor == 100 + 2 * 2
     assert lines(world.history()[2])[world.calls]["consumed_units"] == "25"
 

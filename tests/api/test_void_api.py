@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from domain.usage import usage_event_id
+from infrastructure.runtime import close_cycles
 from tests.api.helpers import (
     assert_error,
     bearer,
@@ -265,14 +266,14 @@ def test_a_void_after_finalization_is_a_negative_adjustment_on_the_next_invoice(
     client, container, cid = billing
     in_first_cycle = clock.now - timedelta(days=20)
     send(client, cid, in_first_cycle, [f"e{i}" for i in range(25)])
-    [first] = container.close_cycles(catch_up=True)
+    [first] = close_cycles(container, catch_up=True)
     finalized = client.get(f"/invoices/{first.invoice_id}").json()
     assert finalized["total_minor"] == 100 + (25 - 10) * 2
     for event_id in ("e0", "e1", "e2"):
         assert void(client, event_id, {"reason": "test traffic"}).status_code == 200
     clock.advance(timedelta(days=31))
     send(client, cid, clock.now - timedelta(hours=1), ["now-1"])
-    [second] = container.close_cycles(catch_up=True)
+    [second] = close_cycles(container, catch_up=True)
     # The finalized invoice never changes: same bytes, same hash, same total.
     assert client.get(f"/invoices/{first.invoice_id}").json() == finalized
     body = client.get(f"/invoices/{second.invoice_id}").json()
@@ -283,7 +284,7 @@ def test_a_void_after_finalization_is_a_negative_adjustment_on_the_next_invoice(
     assert body["total_minor"] == 100 - 6  # nothing above 10 free in cycle 1
     # A third cycle carries nothing more: cycle 0 is now folded past the voids.
     clock.advance(timedelta(days=31))
-    [third] = container.close_cycles(catch_up=True)
+    [third] = close_cycles(container, catch_up=True)
     assert client.get(f"/invoices/{third.invoice_id}").json()["invoice"]["adjustments"] == []
 
 
@@ -291,7 +292,7 @@ def test_a_void_before_finalization_is_simply_not_billed(billing, clock) -> None
     client, container, cid = billing
     send(client, cid, clock.now - timedelta(days=20), [f"e{i}" for i in range(25)])
     void(client, "e0")
-    [first] = container.close_cycles(catch_up=True)
+    [first] = close_cycles(container, catch_up=True)
     body = client.get(f"/invoices/{first.invoice_id}").json()
     assert body["invoice"]["lines"][0]["consumed"] == "24"
     assert body["total_minor"] == 100 + (24 - 10) * 2

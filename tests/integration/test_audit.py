@@ -11,8 +11,10 @@ import pytest
 
 from application.audit import verify_log
 from application.ledger import EventInput
-from application.ports import CustomerQuery
+from application.views import CustomerQuery
 from infrastructure.audit import audit
+from infrastructure.projections import NAMES, registered
+from infrastructure.runtime import close_cycles
 from tests.api.helpers import client_for, make_customer
 from tests.api.test_billing_api import meter, subscribe
 from tests.api.test_credits_api import credit_product, entitlement, send
@@ -31,14 +33,13 @@ def billed(make_container, clock) -> Any:
         begun = (clock.now - timedelta(days=35)).isoformat()
         assert subscribe(client, cid, product_id, start_date=begun).status_code == 200
         send(client, cid, clock.now - timedelta(days=20), "a", 1500)
-        container.close_cycles(catch_up=True)
+        close_cycles(container, catch_up=True)
         send(client, cid, clock.now - timedelta(days=20), "late", 3)
         assert client.post("/events/a-7/void", json={"reason": "test"}).status_code == 200
         send(client, cid, clock.now - timedelta(hours=2), "b", 40)
         clock.advance(timedelta(days=32))
-        container.close_cycles(catch_up=True)
-        for follower in container.followers:  # nothing left to apply behind the test's back
-            follower.catch_up()
+        close_cycles(container, catch_up=True)
+        container.projector.catch_up()  # nothing left to apply behind the test's back
         yield container
 
 
@@ -55,9 +56,9 @@ def sql(container: Any, statement: str, params: tuple[Any, ...] = ()) -> None:
 
 
 def position_of(container: Any, event_id: str) -> int:
-    """The event's log position, as the event index recorded it."""
-    [(position,)] = container.event_index._fetch(
-        "SELECT position FROM event_index_usage WHERE business_id = ? AND event_id = ?",
+    """The event's log position, as the usage log recorded it."""
+    [(position,)] = container.reads.usage_log._fetch(
+        "SELECT position FROM usage_events WHERE business_id = ? AND event_id = ?",
         ["default", event_id],
     )
     return int(position)
@@ -68,7 +69,7 @@ def test_an_untouched_store_checks_out(billed) -> None:
     assert report.ok, report.mismatches
     assert report.invoices == 2
     assert report.events > 1500
-    assert report.projections == ["event_index", "usage", "credit_balances"]
+    assert report.projections == list(NAMES)
 
 
 def test_a_changed_event_is_named(billed) -> None:
@@ -103,11 +104,11 @@ def test_an_inserted_event_is_named(billed) -> None:
     if billed.settings.is_postgres:
         sql(billed, f"SELECT nextval(pg_get_serial_sequence('{table}', 'notification_id'))")
         gap = (billed.ledger.recorder.max_notification_id() or 0) + 1
-        [customer] = billed.event_index.list_customers(CustomerQuery("default"))
+        [customer] = billed.reads.catalogue.list_customers(CustomerQuery("default"))
         honest = EventInput("after-gap", customer.customer_id, "api.call")
         outcome = billed.ledger.ingest("default", [honest], billed.clock())
         assert outcome.ingested_count == 1  # an honest event after the gap
-        billed.follower.catch_up()
+        billed.projector.catch_up()
         assert gap < (billed.ledger.recorder.max_notification_id() or 0)
     else:  # rowids follow each other: the forged row takes the place of a removed one
         gap = position_of(billed, "a-20")
@@ -130,7 +131,7 @@ def test_an_inserted_event_is_named(billed) -> None:
 
 
 def test_a_tampered_projection_row_is_found(billed) -> None:
-    usage_store = billed.usage
+    usage_store = billed.reads.usage
     with usage_store.datastore.transaction(commit=True) as curs:
         curs.execute("UPDATE usage_buckets SET count = count + 1")
     report = audit(billed)
@@ -141,8 +142,10 @@ def test_a_changed_event_fails_the_invoice_it_was_folded_into(billed) -> None:
     position = position_of(billed, "a-5")
     column = "notification_id" if billed.settings.is_postgres else "rowid"
     sql(billed, f"DELETE FROM {events_table(billed)} WHERE {column} = ?", (position,))
-    billed.event_index.reset()  # an operator rebuilds the index from the doctored log
-    billed.follower.catch_up()
+    for name in ("usage_log", "usage"):  # an operator rebuilds them from the doctored log
+        billed.views[name].reset()
+    billed.projector.replace(registered("usage").make(billed.ledger, billed.views))
+    billed.projector.catch_up()
     report = audit(billed)
     subjects = [m.subject for m in report.mismatches if m.check == "invoice"]
     assert subjects, report.mismatches  # the folds no longer give the recorded bytes
@@ -163,4 +166,4 @@ def test_the_command_exits_non_zero_listing_each_mismatch(billed) -> None:
 
 
 def audit_log_only(container: Any) -> list[Any]:
-    return verify_log(container.ledger, container.event_index)[2]
+    return verify_log(container.ledger, container.reads)[2]

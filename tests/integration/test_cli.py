@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from application.ports import CustomerQuery
+from application.views import CustomerQuery
 from infrastructure.bootstrap import Container
+from infrastructure.projections import NAMES
 from infrastructure.settings import Settings
 from tests.conftest import BOOTSTRAP_KEY, free_port
 
@@ -130,31 +131,28 @@ def test_projections_status_and_rebuild(settings: Settings, container: Container
         metadata=None,
         now=container.clock(),
     )
-    container.follower.catch_up()
+    container.projector.catch_up()
     behind = json.loads(ledger("projections", "status", "--json", env=env).stdout)
-    assert {(p["name"], p["behind"]) for p in behind} == {
-        ("event_index", 0),
-        ("usage", 1),
-        ("credit_balances", 1),
-    }
+    assert {(p["name"], p["behind"]) for p in behind} == {(name, 0) for name in NAMES}
+    for name in NAMES:  # each one alone: the others keep their position
+        container.views[name].reset()
+        behind = json.loads(ledger("projections", "status", "--json", env=env).stdout)
+        assert {p["name"]: p["behind"] for p in behind} == {n: int(n == name) for n in NAMES}
+        result = ledger("projections", "rebuild", name, env=env)
+        assert result.returncode == 0, result.stderr
 
-    result = ledger("projections", "rebuild", "usage", env=env)
-    assert result.returncode == 0, result.stderr
     table = ledger("projections", "status", env=env).stdout.splitlines()
     assert table[0].split() == ["projection", "position", "log", "head", "behind"]
-    assert [line.split()[0] for line in table[1:]] == ["event_index", "usage", "credit_balances"]
-    behind_now = {line.split()[0]: line.split()[-1] for line in table[1:]}
-    assert behind_now == {"event_index": "0", "usage": "0", "credit_balances": "1"}
-
+    assert [line.split()[0] for line in table[1:]] == list(NAMES)
     assert ledger("projections", "rebuild", env=env).returncode == 0
     table = ledger("projections", "status", env=env).stdout.splitlines()
     assert all(line.split()[-1] == "0" for line in table[1:])
-    [listed] = container.event_index.list_customers(CustomerQuery("default"))
+    [listed] = container.reads.catalogue.list_customers(CustomerQuery("default"))
     assert listed.customer_id == customer.customer_id
 
     unknown = ledger("projections", "rebuild", "nope", env=env)
     assert unknown.returncode == 2
-    assert "event_index" in unknown.stderr
+    assert "usage_log" in unknown.stderr
 
 
 def test_the_demo_of_the_readme_runs_on_a_fresh_directory(tmp_path) -> None:

@@ -36,6 +36,7 @@ from eventsourcing.utils import get_topic
 from domain.usage import UsageEvent, usage_event_id
 from infrastructure.audit import audit
 from infrastructure.bootstrap import Container, build
+from infrastructure.runtime import status
 from infrastructure.settings import Settings
 from tests.conftest import BOOTSTRAP_KEY, free_port
 
@@ -392,7 +393,7 @@ def test_a_crash_mid_ingest_loses_no_acknowledged_event_and_writes_none_twice(
             listed = wait_for_listing(http, len(sent))
         assert len(listed) == len(stored)
         assert set(listed) == sent
-        assert all(status.behind == 0 for status in container.status()), container.status()
+        assert all(status.behind == 0 for status in status(container)), status(container)
 
         second.stop()  # (4) the restarted server logged no error
         restart_log = second.output()

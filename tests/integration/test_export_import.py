@@ -22,12 +22,15 @@ import msgspec
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from api.cli_events import add_commands, rebuild_projections
+from api.cli.events import add_commands
+from api.cli.projections import rebuild_all
 from application.billing import invoice_record
 from application.transfer import ExportReader, InvalidExportError, export_events
 from infrastructure.audit import audit
 from infrastructure.bootstrap import build
 from infrastructure.export import import_events
+from infrastructure.projections import NAMES
+from infrastructure.runtime import close_cycles
 from infrastructure.settings import Settings
 from tests.api.helpers import client_for, make_customer
 from tests.api.test_billing_api import meter, subscribe
@@ -93,7 +96,7 @@ def populate(settings: Settings, clock: FakeClock) -> dict[str, Any]:
         assert posted.status_code in (200, 201), posted.text
     container = build(settings, clock)
     try:
-        assert len(container.close_cycles(catch_up=True)) == 2
+        assert len(close_cycles(container, catch_up=True)) == 2
     finally:
         container.close()
     with served(settings, clock) as client:
@@ -102,7 +105,7 @@ def populate(settings: Settings, clock: FakeClock) -> dict[str, Any]:
         send(client, cids[0], clock.now - timedelta(hours=2), "b", 50, tokens="0.5")
     container = build(settings, clock)
     try:
-        assert len(container.close_cycles(catch_up=True)) == 2
+        assert len(close_cycles(container, catch_up=True)) == 2
     finally:
         container.close()
     return {
@@ -119,7 +122,7 @@ def served(settings: Settings, clock: FakeClock) -> Iterator[Any]:
     container = build(settings, clock)
     with client_for(container) as client:
         yield client
-        container.wait_for_reads()
+        container.projector.catch_up()
 
 
 def priced_product(client: Any, calls: str, tokens: str, ent: str) -> str:
@@ -257,7 +260,7 @@ def import_from(settings: Settings, path: Path) -> int:
     try:
         with path.open("rb") as source:
             summary = import_events(container.ledger, ExportReader(source), batch=7)
-        rebuild_projections(container)
+        rebuild_all(container, list(NAMES))
         return summary.count
     finally:
         container.close()

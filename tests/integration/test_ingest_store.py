@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from application.ledger import EventInput
-from application.ports import EventQuery
+from application.views import EventQuery
 from infrastructure.bootstrap import Container, build
 from infrastructure.settings import Settings
 
@@ -133,12 +133,12 @@ def test_events_outside_the_window_are_rejected_and_not_written(
     assert stored_ids(container) == ["ok"]
 
 
-def test_the_event_index_follows_the_log_exactly_once(container: Container) -> None:
+def test_the_usage_log_follows_the_log_exactly_once(container: Container) -> None:
     customer = register(container)
     container.ledger.ingest("default", events(customer, list(range(25))), NOW)
-    follower = container.follower
-    follower.batch_size = 10
-    assert follower.catch_up() == 26  # one customer, 25 events
-    assert follower.catch_up() == 0
-    listed = container.event_index.list_events(EventQuery("default", page_size=100))
+    projector = container.projector
+    projector.batch_size = 10
+    assert projector.catch_up() == 26  # one customer, 25 events
+    assert projector.catch_up() == 0
+    listed = container.reads.usage_log.list_events(EventQuery("default", page_size=100))
     assert sorted(e.event_id for e in listed) == sorted(f"e{i}" for i in range(25))

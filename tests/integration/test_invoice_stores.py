@@ -34,6 +34,7 @@ from domain.invoice_record import InvoiceRecord
 from domain.meter import MeterSpec, UsageRecord
 from domain.product import parse_usage_price
 from infrastructure.bootstrap import Container, build
+from infrastructure.runtime import close_cycles
 from infrastructure.settings import Settings
 from tests.conftest import (
     PG_HOST,
@@ -214,8 +215,8 @@ def ingest_on_both(stores: Stores, events: list[EventInput], seed: int, shuffled
 
 def finalize_on_both(stores: Stores) -> InvoiceRecord:
     """Close the due cycle on each store; the two invoices are the same bytes."""
-    [on_sqlite] = stores.sqlite.close_cycles(catch_up=True)
-    [on_postgres] = stores.postgres.close_cycles(catch_up=True)
+    [on_sqlite] = close_cycles(stores.sqlite, catch_up=True)
+    [on_postgres] = close_cycles(stores.postgres, catch_up=True)
     assert on_sqlite.cycle_index == on_postgres.cycle_index
     assert on_sqlite.cut == on_postgres.cut
     assert on_sqlite.document == on_postgres.document

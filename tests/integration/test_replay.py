@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from api.cli_replay import add_commands
+from api.cli.replay import add_commands
 from application.errors import InvalidParameterError, NotFoundError
 from application.replay import Replay, position_at, replay, replay_as_of
-from application.usage import Window
+from application.usage_report import Window
 from infrastructure.logging import configure_logging
+from infrastructure.runtime import close_cycles
 from tests.api.helpers import client_for, make_customer
 from tests.api.test_billing_api import meter, subscribe
 from tests.api.test_credits_api import credit_product, entitlement, send
@@ -69,7 +70,7 @@ class Story:
 
 
 def answers(story: dict[str, Any], client: Any, container: Any) -> Answers:
-    container.wait_for_reads()
+    container.projector.catch_up()
     month_start = Window.MONTH.floor(datetime.now(UTC))
     window = {"start": month_start.isoformat(), "end": Window.MONTH.next(month_start).isoformat()}
     usage = {}
@@ -109,7 +110,7 @@ def story(make_container, clock) -> Iterator[Story]:
         assert client.post("/events/new-0/void", json={"reason": "test"}).is_success
         assert client.post(entries, json={"amount": "30", "entry_type": "debit"}).is_success
         assert client.post(entries, json={"amount": "500", "entry_type": "credit"}).is_success
-        assert len(container.close_cycles(catch_up=True)) == 1  # cycle 0 finalized
+        assert len(close_cycles(container, catch_up=True)) == 1  # cycle 0 finalized
         meter(client, "api.call", {"type": "count"})  # defined after the position
         now = answers(ids, client, container)
         yield Story(client, container, ada, bob, calls, ent, then, now)
@@ -143,7 +144,7 @@ def test_the_story_changed_every_figure(story: Story) -> None:
 def test_a_replay_at_a_recorded_position_shows_what_the_api_answered_then(story: Story) -> None:
     found = replay(
         story.container.ledger,
-        story.container.event_index,
+        story.container.reads.usage_log,
         position=story.then.position,
         business_id="default",
     )
@@ -157,7 +158,7 @@ def test_a_replay_as_of_a_recorded_time_shows_what_the_api_answered_then(story: 
     ledger = story.container.ledger
     assert position_at(ledger, story.then.moment) == story.then.position
     found = replay_as_of(
-        ledger, story.container.event_index, moment=story.then.moment, business_id="default"
+        ledger, story.container.reads.usage_log, moment=story.then.moment, business_id="default"
     )
     assert found.position == story.then.position
     assert_answers(found, story, story.then)
@@ -166,7 +167,7 @@ def test_a_replay_as_of_a_recorded_time_shows_what_the_api_answered_then(story: 
 def test_a_replay_at_the_head_shows_what_the_api_answers_now(story: Story) -> None:
     found = replay(
         story.container.ledger,
-        story.container.event_index,
+        story.container.reads.usage_log,
         position=story.now.position,
         business_id="default",
     )
@@ -181,7 +182,7 @@ def test_a_replay_at_the_head_shows_what_the_api_answers_now(story: Story) -> No
 def test_a_replay_for_one_customer_shows_only_theirs(story: Story) -> None:
     found = replay(
         story.container.ledger,
-        story.container.event_index,
+        story.container.reads.usage_log,
         position=story.then.position,
         business_id="default",
         customer_id=story.bob,
@@ -196,7 +197,7 @@ def test_a_customer_registered_after_the_position_is_unknown_there(story: Story)
     with pytest.raises(NotFoundError, match="did not exist at position 1"):
         replay(
             story.container.ledger,
-            story.container.event_index,
+            story.container.reads.usage_log,
             position=1,
             business_id="default",
             customer_id=story.bob,
@@ -204,7 +205,7 @@ def test_a_customer_registered_after_the_position_is_unknown_there(story: Story)
 
 
 def test_a_position_before_every_event_shows_nothing(story: Story) -> None:
-    ledger, index = story.container.ledger, story.container.event_index
+    ledger, index = story.container.ledger, story.container.reads.usage_log
     assert position_at(ledger, datetime(2000, 1, 1, tzinfo=UTC)) == 0
     found = replay(ledger, index, position=0, business_id="default")
     assert (found.moment, found.meters, found.balances, found.invoices) == (None, (), (), ())
@@ -221,7 +222,7 @@ def quiet(container, clock) -> Any:
         metadata=None,
         now=clock(),
     )
-    container.follower.catch_up()
+    container.projector.catch_up()
     return container
 
 
@@ -230,7 +231,7 @@ def quiet(container, clock) -> Any:
 )
 def test_a_position_outside_the_log_is_refused(quiet, position: int, message: str) -> None:
     with pytest.raises(InvalidParameterError, match=message):
-        replay(quiet.ledger, quiet.event_index, position=position, business_id="default")
+        replay(quiet.ledger, quiet.reads.usage_log, position=position, business_id="default")
 
 
 def test_a_moment_without_a_zone_is_refused(quiet) -> None:
@@ -243,7 +244,7 @@ def test_an_unknown_customer_is_refused(quiet) -> None:
     with pytest.raises(NotFoundError, match="cus_nope"):
         replay(
             quiet.ledger,
-            quiet.event_index,
+            quiet.reads.usage_log,
             position=head,
             business_id="default",
             customer_id="cus_nope",

@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 
 from application.ledger import EventInput
 from application.ports import PositionMovedError
-from application.usage import HOUR, Window, usage_report
+from application.projection import Batch
+from application.usage_report import HOUR, Window, usage_report
 from domain.meter import MeterSpec, fold
 from infrastructure.bootstrap import Container, build
+from infrastructure.rebuild import rebuild
+from infrastructure.runtime import status
 from infrastructure.settings import Settings
 from tests.conftest import FakeClock
 
@@ -112,12 +115,16 @@ def ingest(container: Container, events: list[EventInput]) -> None:
 
 
 def catch_up(container: Container) -> None:
-    for follower in container.followers:
-        follower.catch_up()
+    container.projector.catch_up()
+
+
+def follow_usage(container: Container) -> int:
+    """The usage projection alone brought to the log's head (the usage log first)."""
+    return container.projector.catch_up(names=["usage_log", "usage"])
 
 
 def live_rows(container: Container) -> list[Any]:
-    return list(container.usage.all_buckets())
+    return list(container.reads.usage.all_buckets())
 
 
 def test_rebuilding_gives_the_live_rows_and_late_meters_count_old_events(
@@ -148,8 +155,7 @@ def test_rebuilding_gives_the_live_rows_and_late_meters_count_old_events(
                 if e.customer_id == cid
             ]
             report = usage_report(
-                container.usage,
-                container.event_index.scan_events,
+                container.reads.measure,
                 business_id="default",
                 meter_id=meter_id,
                 spec=spec,
@@ -162,22 +168,17 @@ def test_rebuilding_gives_the_live_rows_and_late_meters_count_old_events(
 
     before = live_rows(container)
     assert before
-    assert container.rebuild("usage") == 1500 + 4 + len(early) + len(late)
+    assert rebuild(container, "usage") == 1500 + 4 + len(early) + len(late)
     assert live_rows(container) == before
     # The same rows when the log is tallied in two worker processes and merged.
-    assert container.rebuild("usage", workers=2, parallel_from=0) == 1500
+    assert rebuild(container, "usage", workers=2, parallel_from=0) == 1500
     assert live_rows(container) == before
-    assert container.status()[1].behind == 0
-    events_before = container.event_index.scan_events(
-        "default", "api.call", None, NOW - 2 * DAYS, NOW + DAYS
-    )
-    container.rebuild("event_index")
-    after = container.event_index.scan_events(
-        "default", "api.call", None, NOW - 2 * DAYS, NOW + DAYS
-    )
-    assert sorted(after, key=lambda e: e.event_id) == sorted(
-        events_before, key=lambda e: e.event_id
-    )
+    assert {s.name: s.behind for s in status(container)}["usage"] == 0
+    log = container.reads.usage_log
+    window = ("default", "api.call", None, NOW - 2 * DAYS, NOW + DAYS)
+    events_before = sorted(log.stream_records(*window), key=lambda r: r[1])
+    rebuild(container, "usage_log")
+    assert sorted(log.stream_records(*window), key=lambda r: r[1]) == events_before
 
 
 def test_a_redefined_meter_is_measured_again_over_the_whole_log(make_container: Any) -> None:
@@ -191,11 +192,11 @@ def test_a_redefined_meter_is_measured_again_over_the_whole_log(make_container: 
     )
     catch_up(container)
     before = live_rows(container)
-    container.rebuild("usage")
+    rebuild(container, "usage")
     assert live_rows(container) == before
     spec = container.ledger.meter_spec("default", meter_id)
     assert spec.aggregation.to_wire() == {"type": "sum", "key": "tokens"}
-    assert {t.total for _, t in before} != {Decimal(t.count) for _, t in before}
+    assert {b.tally.total for _, b in before} != {Decimal(b.tally.count) for _, b in before}
 
 
 @settings(
@@ -230,8 +231,7 @@ def test_the_projection_equals_a_direct_fold_whatever_the_ingestion_order(
                 catch_up(container)
                 spec = container.ledger.meter_spec("default", meter_id)
                 report = usage_report(
-                    container.usage,
-                    container.event_index.scan_events,
+                    container.reads.measure,
                     business_id="default",
                     meter_id=meter_id,
                     spec=spec,
@@ -240,7 +240,8 @@ def test_the_projection_equals_a_direct_fold_whatever_the_ingestion_order(
                     end=NOW + timedelta(hours=1),
                     window=Window.HOUR,
                 )
-                rows = [(k[2:], t) for k, t in live_rows(container)]
+                # the tallies; where each hour last changed follows the order, of course
+                rows = [(k[2:], b.tally) for k, b in live_rows(container)]
             finally:
                 container.close()
         direct = fold(
@@ -289,25 +290,26 @@ def test_two_processes_following_the_usage_projection_never_count_twice(
     first: Container = make_container(backdate_window=DAYS)
     second: Container = make_container(backdate_window=DAYS)
     [cid] = customers(first, 1)
-    second.usage_follower.catch_up()  # the second process knows no meter yet
+    follow_usage(second)  # the second process knows no meter yet
     meter_id = make_meter(first, "count", {"type": "count"}, None)
     events = usage_events([cid], 40, seed=11)
     ingest(first, events[:20])
 
     # The second process reads a batch, but the first applies it before it does.
-    after = second.usage_follower.position
+    after = second.projector.position("usage")
     batch = second.ledger.recorder.select_notifications(
         start=after, limit=1000, inclusive_of_start=False
     )
-    first.usage_follower.catch_up()
+    follow_usage(first)
     stale = [second.ledger.mapper.to_domain_event(n) for n in batch]
-    with pytest.raises(PositionMovedError):
-        second.usage_follower.projection.process(stale, Tracking("ledger", batch[-1].id), after)
+    tracking = Tracking("ledger", batch[-1].id)
+    with pytest.raises(PositionMovedError, match="not at"):
+        second.projector.projection("usage").process(Batch(batch, stale), tracking, after)
 
     # The second process carries on from the new position, with the meter it missed.
     ingest(first, events[20:])
-    second.usage_follower.catch_up()
-    first.usage_follower.catch_up()
+    follow_usage(second)
+    follow_usage(first)
     spec = first.ledger.meter_spec("default", meter_id)
     expected = fold(
         spec,
@@ -322,8 +324,7 @@ def test_two_processes_following_the_usage_projection_never_count_twice(
         ],
     )
     report = usage_report(
-        first.usage,
-        caught_up(first).event_index.scan_events,
+        caught_up(first).reads.measure,
         business_id="default",
         meter_id=meter_id,
         spec=spec,
@@ -333,4 +334,4 @@ def test_two_processes_following_the_usage_projection_never_count_twice(
         window=Window.DAY,
     )
     assert report.total == expected
-    assert sum(t.count for _, t in live_rows(first)) == expected
+    assert sum(b.tally.count for _, b in live_rows(first)) == expected

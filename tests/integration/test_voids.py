@@ -10,19 +10,24 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import Tracking
 
+from application import usage
 from application.ledger import EventInput
-from application.ports import EventQuery, PositionMovedError
-from application.usage import IndexBehindError, Window, usage_report
+from application.ports import PositionMovedError
+from application.projection import Batch
+from application.usage import LogBehindError
+from application.usage_report import Window, usage_report
+from application.views import EventQuery
 from domain.meter import fold
 from domain.usage import usage_event_id
-from infrastructure import usage_views
 from infrastructure.bootstrap import Container
+from infrastructure.rebuild import rebuild
 from tests.integration.test_usage_projection import (
     DAYS,
     METERS,
     NOW,
     catch_up,
     customers,
+    follow_usage,
     ingest,
     live_rows,
     make_meter,
@@ -53,8 +58,7 @@ def records(events: list[EventInput], voided: set[str], customer_id: str | None 
 def measured(container: Container, meter_id: str, customer_id: str | None = None) -> Any:
     spec = container.ledger.meter_spec("default", meter_id)
     return usage_report(
-        container.usage,
-        container.event_index.scan_events,
+        container.reads.measure,
         business_id="default",
         meter_id=meter_id,
         spec=spec,
@@ -66,10 +70,10 @@ def measured(container: Container, meter_id: str, customer_id: str | None = None
 
 
 def scanned(container: Container, up_to: int | None = None) -> list[str]:
-    found = container.event_index.scan_events(
+    found = container.reads.usage_log.stream_records(
         "default", "api.call", None, NOW - 2 * DAYS, NOW + DAYS, up_to
     )
-    return sorted(e.event_id for e in found)
+    return sorted(record[1] for record in found)
 
 
 @pytest.fixture
@@ -78,7 +82,7 @@ def container(make_container: Any) -> Container:
     return built
 
 
-def test_the_index_answers_what_counted_at_any_position(container: Container) -> None:
+def test_the_usage_log_answers_what_counted_at_any_position(container: Container) -> None:
     [cid] = customers(container, 1)
     at = NOW.isoformat()
     ingest(container, [EventInput(f"e{i}", cid, "api.call", at) for i in range(3)])
@@ -93,11 +97,11 @@ def test_the_index_answers_what_counted_at_any_position(container: Container) ->
     assert scanned(container) == ["e0", "e2"]
     [listed] = [
         e
-        for e in container.event_index.list_events(EventQuery("default", page_size=100))
+        for e in container.reads.usage_log.list_events(EventQuery("default", page_size=100))
         if e.event_id == "e1"  # still listed, with its void
     ]
     assert (listed.voided_at, listed.void_reason) == (LATER, "duplicate")
-    container.rebuild("event_index")
+    rebuild(container, "usage_log")
     assert scanned(container, up_to=voided - 1) == ["e0", "e1", "e2"]
     assert scanned(container) == ["e0", "e2"]
 
@@ -129,9 +133,9 @@ def test_the_projection_equals_a_fold_of_what_was_not_voided_and_rebuilds_the_sa
 
     before = live_rows(container)
     assert before
-    container.rebuild("usage")
+    rebuild(container, "usage")
     assert live_rows(container) == before
-    container.rebuild("usage", workers=2, parallel_from=0)
+    rebuild(container, "usage", workers=2, parallel_from=0)
     assert live_rows(container) == before
 
 
@@ -157,38 +161,45 @@ def test_a_meter_redefined_after_voids_leaves_them_out(container: Container) -> 
     spec = container.ledger.meter_spec("default", meter_id)
     assert measured(container, meter_id) == fold(spec, records(events, voided))
     before = live_rows(container)
-    container.rebuild("usage")
+    rebuild(container, "usage")
     assert live_rows(container) == before
 
 
-def test_an_hour_whose_every_event_is_voided_has_no_bucket(container: Container) -> None:
+def test_an_hour_whose_every_event_is_voided_keeps_an_empty_bucket(container: Container) -> None:
+    """Measuring nothing, its bucket says when the hour last changed: a fold at an
+    earlier cut reads that hour from the usage log."""
     meter_id = make_meter(container, "m", {"type": "last", "key": "tokens"}, None)
     [cid] = customers(container, 1)
     at = (NOW - timedelta(hours=5)).isoformat()
     ingest(container, [EventInput(f"e{i}", cid, "api.call", at, {"tokens": i}) for i in range(3)])
     catch_up(container)
-    assert len(live_rows(container)) == 1
+    [(_, full)] = live_rows(container)
     void(container, "e0", "e1", "e2")
     catch_up(container)
-    assert live_rows(container) == []
+    [(_, empty)] = live_rows(container)
+    assert empty.tally.count == 0
+    assert empty.changed_at == container.ledger.head() > full.changed_at
     assert measured(container, meter_id) == 0
+    before = live_rows(container)
+    rebuild(container, "usage")
+    assert live_rows(container) == before
 
 
-def test_the_usage_projection_waits_for_the_index_and_writes_nothing_before(
+def test_the_usage_projection_waits_for_the_usage_log_and_writes_nothing_before(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(usage_views, "INDEX_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(usage, "LOG_WAIT_SECONDS", 0.05)
     meter_id = make_meter(container, "m", {"type": "sum", "key": "tokens"}, None)
     [cid] = customers(container, 1)
     at = NOW.isoformat()
     ingest(container, [EventInput(f"e{i}", cid, "api.call", at, {"tokens": 10}) for i in range(3)])
     catch_up(container)
-    position = container.usage_follower.position
+    position = container.projector.position("usage")
     rows = live_rows(container)
     void(container, "e0")
-    with pytest.raises(IndexBehindError):
-        container.usage_follower.catch_up()  # the event index has not seen the void yet
-    assert container.usage_follower.position == position
+    with pytest.raises(LogBehindError, match="usage log has not reached"):
+        container.projector.catch_up(names=["usage"])  # the usage log has not seen the void
+    assert container.projector.position("usage") == position
     assert live_rows(container) == rows
     catch_up(container)
     assert measured(container, meter_id) == 20
@@ -202,22 +213,23 @@ def test_two_followers_recount_a_void_once(make_container: Any) -> None:
     at = NOW.isoformat()
     ingest(first, [EventInput(f"e{i}", cid, "api.call", at, {"tokens": i}) for i in range(5)])
     catch_up(first)
-    second.usage_follower.catch_up()
+    follow_usage(second)
     void(first, "e4")
-    first.follower.catch_up()
+    first.projector.catch_up(names=["usage_log"])
 
     # The second process reads the void's batch, but the first applies it before it does.
-    after = second.usage_follower.position
+    after = second.projector.position("usage")
     batch = second.ledger.recorder.select_notifications(
         start=after, limit=1000, inclusive_of_start=False
     )
-    first.usage_follower.catch_up()
+    follow_usage(first)
     stale = [second.ledger.mapper.to_domain_event(n) for n in batch]
-    with pytest.raises(PositionMovedError):
-        second.usage_follower.projection.process(stale, Tracking("ledger", batch[-1].id), after)
-    second.usage_follower.catch_up()
+    tracking = Tracking("ledger", batch[-1].id)
+    with pytest.raises(PositionMovedError, match="not at"):
+        second.projector.projection("usage").process(Batch(batch, stale), tracking, after)
+    follow_usage(second)
     assert measured(first, meter_id) == 3
-    assert [t.maximum for _, t in live_rows(first)] == [3]
+    assert [b.tally.maximum for _, b in live_rows(first)] == [3]
 
 
 def test_concurrent_voids_append_one_void(

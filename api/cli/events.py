@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-import structlog
 from eventsourcing.persistence import IntegrityError
 
+from api.cli.common import Commands, ProgressBar, container, log_done
+from api.cli.projections import rebuild_all
 from application.transfer import ExportReader, TransferError, export_events
-from infrastructure.bootstrap import Container, build
 from infrastructure.export import import_events
-from infrastructure.logging import configure_logging
+from infrastructure.projections import NAMES
 from infrastructure.rebuild import tune_gc_for_batches
 
-if TYPE_CHECKING:
-    from api.cli import ProgressBar
 
-log = structlog.get_logger("ledger.cli")
-
-
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     events = commands.add_parser("events", help="the event log as a file, to move stores")
     event_commands = events.add_subparsers(dest="events_command", required=True)
     export = event_commands.add_parser(
@@ -50,34 +44,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     load.set_defaults(run=import_command)
 
 
-# api.cli imports this module to wire it in, so its helpers are imported at call time.
-
-
-def _container() -> Container:
-    from api.cli import _settings  # noqa: PLC0415 - see above
-
-    settings = _settings()
-    configure_logging(settings.log_format, settings.log_level)
-    return build(settings)
-
-
-def _bar(label: str, total: int) -> ProgressBar:
-    from api.cli import ProgressBar  # noqa: PLC0415 - see above
-
-    return ProgressBar(label, total, sys.stderr)
-
-
 def export_command(args: argparse.Namespace) -> int:
-    container = _container()
+    built = container()
     started = time.perf_counter()
     try:
-        bar = _bar("export", container.ledger.recorder.max_notification_id() or 0)
+        bar = ProgressBar("export", built.ledger.head())
         with _output(args.output) as out:
-            summary = export_events(container.ledger, out, bar.update)
+            summary = export_events(built.ledger, out, bar.update)
         bar.done()
     finally:
-        container.close()
-    _log_done("events_exported", summary.count, started, head=summary.head, sha256=summary.sha256)
+        built.close()
+    log_done("events_exported", summary.count, started, head=summary.head, sha256=summary.sha256)
     return 0
 
 
@@ -106,49 +83,25 @@ def import_command(args: argparse.Namespace) -> int:
         source = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
     except OSError as error:
         return _refuse(f"cannot read {args.file}: {error.strerror}", code=2)
-    container = _container()
+    built = container()
     tune_gc_for_batches()
     try:
         with source:
             started = time.perf_counter()
             try:
                 reader = ExportReader(source)
-                bar = _bar("import", reader.header.head)
-                summary = import_events(container.ledger, reader, bar.update)
+                bar = ProgressBar("import", reader.header.head)
+                summary = import_events(built.ledger, reader, bar.update)
             except (TransferError, IntegrityError) as error:
                 return _refuse(f"refused, nothing written: {error}", code=1)
             bar.done()
-        _log_done("events_imported", summary.count, started, head=summary.head)
-        rebuild_projections(container)  # if this fails: `ledger projections rebuild`
+        log_done("events_imported", summary.count, started, head=summary.head)
+        rebuild_all(built, list(NAMES))  # if this fails: `ledger projections rebuild`
     finally:
-        container.close()
+        built.close()
     return 0
 
 
 def _refuse(message: str, code: int) -> int:
     print(f"ledger: events import: {message}", file=sys.stderr)  # noqa: T201
     return code
-
-
-def rebuild_projections(container: Container) -> None:
-    """Every projection, from the whole log, with a progress bar on a terminal."""
-    head = container.ledger.recorder.max_notification_id() or 0
-    for follower in container.followers:
-        name = follower.projection.name
-        bar = _bar(name, head)
-        started = time.perf_counter()
-        read = container.rebuild(name, bar.update)
-        bar.done()
-        _log_done("projection_rebuilt", read, started, projection=name)
-
-
-def _log_done(message: str, count: int, started: float, **fields: object) -> None:
-    elapsed = time.perf_counter() - started
-    log.info(
-        message,
-        count=count,
-        seconds=round(elapsed, 2),
-        per_second=round(count / elapsed) if elapsed else None,
-        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        **fields,
-    )

@@ -14,15 +14,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from api.cli.common import Commands, container
 from application.errors import LedgerError
 from application.replay import Replay, position_at, replay
+from application.usage_log import UsageLogProjection
 from domain.errors import DomainError
 from domain.usage import parse_timestamp
-from infrastructure.bootstrap import Container, build
-from infrastructure.logging import configure_logging
+from infrastructure.bootstrap import Container
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     command = commands.add_parser(
         "replay",
         help="meters, credit balances and open invoices as they stood at a log position",
@@ -42,19 +43,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    # Imported here: api.cli imports this module to add the command.
-    from api.cli import _settings  # noqa: PLC0415
-
-    settings = _settings()
-    configure_logging(settings.log_format, settings.log_level)
-    container = build(settings)
+    built = container()
     try:
-        found = _replay(container, args)
+        found = _replay(built, args)
     except (LedgerError, DomainError) as error:
         print(f"ledger: {error.message}", file=sys.stderr)  # noqa: T201
         return 2
     finally:
-        container.close()
+        built.close()
     if args.json:
         sys.stdout.write(json.dumps(replay_json(found), indent=2) + "\n")
     else:
@@ -62,16 +58,16 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(container: Container, args: argparse.Namespace) -> Replay:
-    ledger = container.ledger
+def _replay(built: Container, args: argparse.Namespace) -> Replay:
+    ledger = built.ledger
     moment = None if args.as_of is None else parse_timestamp(args.as_of)
     position: int = args.at if moment is None else position_at(ledger, moment)
-    head = ledger.recorder.max_notification_id() or 0
-    if container.follower.position < position <= head:
-        container.follower.catch_up()  # the folds read the event index up to the position
+    name = UsageLogProjection.name
+    if built.projector.position(name) < position <= ledger.head():
+        built.projector.catch_up(names=[name])  # the folds read the usage log up to it
     return replay(
         ledger,
-        container.event_index,
+        built.reads.usage_log,
         position=position,
         business_id=args.business,
         customer_id=args.customer,

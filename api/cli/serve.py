@@ -1,0 +1,84 @@
+"""``ledger serve`` and ``ledger demo``: the HTTP API, alone or with a worked example."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import uvicorn
+from litestar import Litestar
+
+from api.app import create_app
+from api.cli.common import Commands, configured, log
+from api.cli.demo import run_demo
+from infrastructure.bootstrap import build
+
+_FOLLOW_IN_WORKERS = "_LEDGER_SERVE_FOLLOW"  # passed from `serve` to its worker processes
+
+
+def add_commands(commands: Commands) -> None:
+    serve = commands.add_parser("serve", help="run the HTTP API (and its projections)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    serve.add_argument(
+        "--no-projections",
+        action="store_true",
+        help="do not keep projections up to date here (run `ledger projections run`)",
+    )
+    serve.set_defaults(run=serve_command)
+    demo = commands.add_parser(
+        "demo", help="start the service on the SQLite default and show it working"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(run=lambda args: run_demo(args.host, args.port))
+
+
+def worker_app() -> Litestar:
+    """The app of one ``serve`` worker process (uvicorn's factory)."""
+    settings = configured()
+    return create_app(build(settings), follow=os.environ.get(_FOLLOW_IN_WORKERS) == "1")
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    settings = configured()
+    store = "postgresql" if settings.is_postgres else f"sqlite ({settings.sqlite_path})"
+    # One worker keeps the projections and the billing loop in its own process;
+    # several leave them to one `ledger projections run` child, so no two race for them.
+    projections = "none" if args.no_projections else "in-process"
+    if not args.no_projections and args.workers > 1:
+        projections = "child process"
+    log.info(
+        "starting",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        projections=projections,
+        store=store,
+        bootstrap_key=settings.bootstrap_api_key is not None,
+    )
+    build(settings).close()  # create the tables once, before any worker starts
+    os.environ[_FOLLOW_IN_WORKERS] = "1" if projections == "in-process" else "0"
+    child = None
+    if projections == "child process":
+        command = [sys.executable, "-m", "api.cli", "projections", "run"]
+        child = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+    try:
+        uvicorn.run(
+            "api.cli.serve:worker_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=15)
+    return 0

@@ -1,0 +1,216 @@
+"""A cycle's invoice from a measurement of its meters, and the adjustments it carries.
+
+``cycle_invoice`` prices one cycle of a subscription at the price in force when
+it began (the fixed price once per unit of ``quantity``), each priced meter
+measured over the customer's events of the cycle as the log stood at a cut. The
+measurement is a ``Measure``: the usage projection's tallies for routine work
+(``application.measure.TallyMeasure``), every event flat for the audit
+(``FlatMeasure``); both give the same bytes.
+
+Invariant 8: a finalized cycle whose usage changed after the last cut an
+invoice brought it to (late events, voids) is carried by the next invoice as an
+adjustment, its fold at the new cut minus its fold at that last cut, with the
+credit its own invoice drew. Which cycles changed is read from the tallies
+(``changed_cycles``): the buckets that changed after the previous invoice's cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from application.catalogue import CatalogueStore
+from application.grants import drawn_grants
+from application.ledger import Ledger
+from application.usage import UsageStore
+from application.views import InvoiceQuery
+from domain.credits import Grant
+from domain.cycles import Cycle
+from domain.invoice import Adjustment, Invoice, adjustment, price_cycle
+from domain.invoice_record import InvoiceRecord, invoice_aggregate_id, invoice_id_of
+from domain.meter import MeterSpec, Tally
+from domain.pricing import UsagePrice
+from domain.subscription import Subscription
+
+_JUST_BEFORE = timedelta(hours=1, microseconds=-1)  # the last moment of an hour
+
+
+class Measure(Protocol):
+    def measure(
+        self,
+        business_id: str,
+        specs: Mapping[str, MeterSpec],
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        at: int,
+    ) -> tuple[int, dict[str, Tally]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """What a cycle is billed by: its price (fixed price times quantity) and meters."""
+
+    price: UsagePrice
+    specs: dict[str, MeterSpec]
+
+
+def priced(ledger: Ledger, subscription: Subscription, cycle: Cycle) -> Priced:
+    business_id = subscription.business_id
+    product = ledger.load_product(business_id, subscription.product_id)
+    price = product.price_at(cycle.start)
+    price = replace(price, fixed_price=price.fixed_price * subscription.quantity)
+    specs = {m.meter_id: ledger.meter_spec(business_id, m.meter_id) for m in price.meters}
+    return Priced(price, specs)
+
+
+def cycle_invoice(
+    measure: Measure,
+    subscription: Subscription,
+    cycle: Cycle,
+    billed: Priced,
+    *,
+    at: int,
+    grants: Mapping[str, Sequence[Grant]] | None = None,
+    adjustments: Sequence[Adjustment] = (),
+) -> Invoice:
+    """The invoice of one cycle as the log stood at ``at``."""
+    cut, tallies = measure.measure(
+        subscription.business_id,
+        billed.specs,
+        subscription.customer_id,
+        cycle.start,
+        cycle.end,
+        at=at,
+    )
+    consumed = {
+        meter_id: tallies[meter_id].result(spec.aggregation)
+        for meter_id, spec in billed.specs.items()
+    }
+    return price_cycle(
+        cycle, billed.price, consumed, cut=cut, grants=grants, adjustments=adjustments
+    )
+
+
+class Records:
+    """A subscription's finalized invoice records, each loaded once."""
+
+    def __init__(self, ledger: Ledger, subscription: Subscription) -> None:
+        self._ledger = ledger
+        self._subscription = subscription
+        self._found: dict[int, InvoiceRecord | None] = {}
+
+    def get(self, cycle_index: int) -> InvoiceRecord | None:
+        if cycle_index not in self._found:
+            s = self._subscription
+            invoice_id = invoice_id_of(s.business_id, s.subscription_id, cycle_index)
+            aggregate_id = invoice_aggregate_id(s.business_id, invoice_id)
+            self._found[cycle_index] = self._ledger.load(InvoiceRecord, aggregate_id)
+        return self._found[cycle_index]
+
+    def last_cut(self, cycle_index: int, before: int) -> int | None:
+        """The last cut an invoice (its own, or a later one's adjustment before cycle
+        ``before``) brought cycle ``cycle_index`` to; None if it is not finalized."""
+        own = self.get(cycle_index)
+        if own is None:
+            return None
+        cut = own.cut
+        for later in range(cycle_index + 1, before):
+            record = self.get(later)
+            if record is not None:
+                cut = max(cut, record.adjusted.get(str(cycle_index), 0))
+        return cut
+
+
+def cycle_adjustments(
+    ledger: Ledger,
+    measure: Measure,
+    subscription: Subscription,
+    cycle_index: int,
+    cut: int,
+    candidates: Iterable[int],
+) -> tuple[list[Adjustment], dict[str, int]]:
+    """What cycle ``cycle_index``'s invoice, folded at ``cut``, carries for the earlier
+    cycles among ``candidates``: each finalized one compared at the last cut an invoice
+    brought it to and at ``cut``, with the credit its own invoice drew. Also returns,
+    per adjusted cycle (as text), the cut it is now at."""
+    records = Records(ledger, subscription)
+    adjustments: list[Adjustment] = []
+    adjusted: dict[str, int] = {}
+    for earlier in sorted({c for c in candidates if 0 <= c < cycle_index}):
+        old_cut = records.last_cut(earlier, cycle_index)
+        record = records.get(earlier)
+        if old_cut is None or record is None or old_cut >= cut:
+            continue
+        past = subscription.cycle(earlier)
+        billed = priced(ledger, subscription, past)
+        drawn = drawn_grants(json.loads(record.document), past.start)
+        old = cycle_invoice(measure, subscription, past, billed, at=old_cut, grants=drawn)
+        new = cycle_invoice(measure, subscription, past, billed, at=cut, grants=drawn)
+        change = adjustment(old, new)
+        if not change.is_zero:
+            adjustments.append(change)
+            adjusted[str(earlier)] = cut
+    return adjustments, adjusted
+
+
+def latest_finalized(
+    ledger: Ledger, catalogue: CatalogueStore, subscription: Subscription, before: int
+) -> InvoiceRecord | None:
+    """The subscription's last finalized invoice of a cycle before ``before``.
+
+    The catalogue names the newest; the store is asked for any later record the
+    catalogue has not reached yet (cycles are finalized in order).
+    """
+    query = InvoiceQuery(
+        subscription.business_id, subscription_id=subscription.subscription_id, page_size=1
+    )
+    newest = catalogue.list_invoices(query)
+    index = newest[0].cycle_index if newest else -1
+    records = Records(ledger, subscription)
+    if index >= before:  # an earlier cycle's is wanted (not a routine case): walk back
+        index = before
+        while index > 0 and records.get(index - 1) is None:
+            index -= 1
+        return records.get(index - 1) if index > 0 else None
+    found = records.get(index) if index >= 0 else None
+    while index + 1 < before and (later := records.get(index + 1)) is not None:
+        found, index = later, index + 1
+    return found
+
+
+def changed_cycles(
+    ledger: Ledger,
+    catalogue: CatalogueStore,
+    usage: UsageStore,
+    subscription: Subscription,
+    cycle_index: int,
+) -> set[int]:
+    """The finalized cycles before ``cycle_index`` whose usage may have changed since the
+    last invoice folded them: those holding an hour whose bucket changed after the cut
+    of the subscription's latest invoice (every earlier cycle was compared at that cut)."""
+    latest = latest_finalized(ledger, catalogue, subscription, cycle_index)
+    if latest is None:
+        return set()
+    before = subscription.cycle(cycle_index).start
+    hours = usage.changed_since(
+        subscription.business_id, subscription.customer_id, latest.cut, before
+    )
+    touched: dict[int, set[str]] = {}
+    for meter_id, hour in hours:
+        for moment in (hour, hour + _JUST_BEFORE):  # an hour may straddle two cycles
+            index = subscription.cycle_at(moment).index
+            if index <= latest.cycle_index:
+                touched.setdefault(index, set()).add(meter_id)
+    if not touched:
+        return set()
+    product = ledger.load_product(subscription.business_id, subscription.product_id)
+    return {
+        index
+        for index, meters in touched.items()
+        if meters & {m.meter_id for m in product.price_at(subscription.cycle(index).start).meters}
+    }

@@ -1,0 +1,320 @@
+"""Projections follow the log through one reader per process.
+
+The library's ``ProjectionRunner`` handles one event per transaction and needs
+``subscribe()``, which the SQLite recorder lacks. A ``Projector`` instead reads
+``select_notifications`` in batches, decodes each batch once and hands every
+projection the part of it after that projection's own position; the projection
+writes its rows and the batch's last position in one transaction (its view is
+one of the library's tracking recorders). Polling covers SQLite and lost
+LISTEN/NOTIFY wake-ups alike.
+
+Projections are applied in the order given, so one that reads another's rows
+(the usage tallies recount an hour from the usage log after a void) comes after
+it. Each has its own position: one rebuilt, or one failing, holds back no
+other. Several processes may follow the same projections: a view refuses a
+batch that was read after a position it has since left (``PositionMovedError``)
+and the projector carries on from where the view is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
+
+from application.ports import PositionMovedError, TrackedView
+
+log = structlog.get_logger(__name__)
+DomainEvent = DomainEventProtocol[UUID]
+# What a batch meets when another process applied it first: the view's own check,
+# or the library's refusal of a tracking position already passed.
+MOVED = (PositionMovedError, IntegrityError)
+MAX_BACKOFF = 5.0  # seconds a failing projection waits before it is tried again
+REFRESH_SECONDS = 5.0  # how often the positions are read again from the views
+WAIT_POLL = 0.02  # seconds between looks at a view another process keeps
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Stored events of the log in order, each decoded once, with their positions."""
+
+    notifications: Sequence[Notification]
+    events: Sequence[DomainEvent]
+
+    def after(self, position: int) -> Batch:
+        """The part of the batch after log position ``position``."""
+        if not self.notifications or self.notifications[0].id > position:
+            return self
+        ids = [n.id for n in self.notifications]
+        cut = bisect.bisect_right(ids, position)
+        return Batch(self.notifications[cut:], self.events[cut:])
+
+    def __iter__(self) -> Iterator[tuple[int, DomainEvent]]:
+        """(position, event) pairs, in log order."""
+        return zip((n.id for n in self.notifications), self.events, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class Projection(Protocol):
+    """One read model's job: turn a batch of the log into rows of its view."""
+
+    name: str
+
+    @property
+    def view(self) -> TrackedView: ...
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        """Apply ``batch``, read after log position ``after``; ``tracking`` is where it ends.
+
+        Rows and ``tracking`` are written in one transaction, and only if the view
+        is still at ``after`` (``PositionMovedError`` otherwise, writing nothing).
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A batch read after ``start``; ``through`` is the last position it holds."""
+
+    start: int
+    batch: Batch
+    through: int
+
+
+class Projector:
+    """Keeps projections up to date with one application's log: one reader, one decode."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        projections: Sequence[Projection],
+        *,
+        batch_size: int = 1000,
+        poll_interval: float = 0.05,
+        read_wait: float = 5.0,
+    ) -> None:
+        self.app = app
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.read_wait = read_wait
+        self._projections: dict[str, Projection] = {p.name: p for p in projections}
+        self._known: dict[str, int] = {}
+        self.errors: dict[str, BaseException] = {}
+        self._retry_at: dict[str, float] = {}
+        self._backoff: dict[str, float] = {}
+        self._advanced = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._projections)
+
+    def projection(self, name: str) -> Projection:
+        try:
+            return self._projections[name]
+        except KeyError:
+            known = ", ".join(self._projections)
+            raise KeyError(f"no projection {name!r}; there are: {known}") from None
+
+    def replace(self, projection: Projection) -> None:
+        """Follow with ``projection`` from now on (a fresh one, after its view was reset)."""
+        self.projection(projection.name)
+        self._projections[projection.name] = projection
+        self._known.pop(projection.name, None)
+
+    def position(self, name: str) -> int:
+        """Where projection ``name`` is, as its view says (whichever process moved it)."""
+        return self.projection(name).view.max_tracking_id(self.app.name) or 0
+
+    def catch_up(
+        self,
+        *,
+        names: Sequence[str] | None = None,
+        until: int | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+        batch_size: int | None = None,
+    ) -> int:
+        """Process everything committed so far (or up to ``until``); return the entries read.
+
+        The next batch is read while this one is applied. ``on_batch(read,
+        position)`` is called after each batch: a progress bar. An error is raised.
+        ``batch_size`` (default the projector's) suits a rebuild's long read.
+        """
+        size = batch_size or self.batch_size
+        chosen = (
+            list(self._projections) if names is None else [self.projection(n).name for n in names]
+        )
+        for name in chosen:
+            self._known[name] = self.position(name)
+        read = 0
+        with ThreadPoolExecutor(1, thread_name_prefix="projector-read") as reader:
+            start = min(self._known[n] for n in chosen)
+            pending: Future[_Read] = reader.submit(self._read, start, until, size)
+            while True:
+                found = pending.result()
+                if found.through <= found.start:
+                    return read
+                full = len(found.batch) == size
+                if full:  # the next batch, read while this one is applied
+                    pending = reader.submit(self._read, found.through, until, size)
+                self._apply(found, chosen, strict=True)
+                read += len(found.batch)
+                if on_batch is not None:
+                    on_batch(read, found.through)
+                start = min(self._known[n] for n in chosen)
+                if not full:
+                    if start >= found.through:
+                        return read
+                    pending = reader.submit(self._read, start, until, size)
+                elif start != found.through:  # a projection moved: read from where it is
+                    pending.cancel()
+                    pending = reader.submit(self._read, start, until, size)
+
+    def _read(self, start: int, until: int | None = None, size: int | None = None) -> _Read:
+        # The bound is checked here: with one in the query, PostgreSQL (its statistics
+        # stale after a bulk load) was seen to sort the whole rest of the log each time.
+        notifications = self.app.recorder.select_notifications(
+            start=start, limit=size or self.batch_size, inclusive_of_start=False
+        )
+        if until is not None:
+            notifications = [n for n in notifications if n.id <= until]
+        to_domain_event = self.app.mapper.to_domain_event
+        events = [to_domain_event(n) for n in notifications]
+        through = notifications[-1].id if notifications else start
+        return _Read(start, Batch(notifications, events), through)
+
+    def _apply(self, found: _Read, names: Sequence[str], *, strict: bool) -> None:
+        """Hand each projection its part of the batch; ``strict``: raise what fails."""
+        tracking = Tracking(self.app.name, found.through)
+        for name in names:
+            after = self._known[name]
+            if found.through <= after or after < found.start:
+                continue  # done already, or behind what this batch holds
+            projection = self._projections[name]
+            try:
+                projection.process(found.batch.after(after), tracking, after)
+            except MOVED:
+                moved = self.position(name)
+                if moved == after:
+                    raise
+                log.info("projection_moved", projection=name, position=moved)
+                self._known[name] = moved
+                continue
+            except Exception as error:
+                if strict:
+                    raise
+                self._failed(name, error)
+                continue
+            self._known[name] = found.through
+            self._succeeded(name)
+        with self._advanced:
+            self._advanced.notify_all()
+
+    def _failed(self, name: str, error: Exception) -> None:
+        self.errors[name] = error
+        backoff = min(self._backoff.get(name, self.poll_interval) * 2, MAX_BACKOFF)
+        self._backoff[name] = backoff
+        self._retry_at[name] = time.monotonic() + backoff
+        log.warning("projection_step_failed", projection=name, error=str(error)[:500])
+
+    def _succeeded(self, name: str) -> None:
+        if self.errors.pop(name, None) is not None:
+            log.info("projection_recovered", projection=name)
+        self._backoff.pop(name, None)
+        self._retry_at.pop(name, None)
+
+    def step(self) -> int:
+        """One batch for every projection not waiting after a failure; the entries read."""
+        now = time.monotonic()
+        active = [n for n in self._projections if self._retry_at.get(n, 0.0) <= now]
+        for name in active:
+            if name not in self._known:
+                self._known[name] = self.position(name)
+        if not active:
+            return 0
+        start = min(self._known[n] for n in active)
+        found = self._read(start)
+        if found.through > start:
+            self._apply(found, active, strict=False)
+        return len(found.batch)
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        backoff = self.poll_interval
+        refreshed = time.monotonic()
+        while not self._stopping.is_set():
+            if time.monotonic() - refreshed > REFRESH_SECONDS:  # another process may move them
+                self._known.clear()
+                refreshed = time.monotonic()
+            try:
+                count = self.step()
+            except Exception as error:  # noqa: BLE001 - keep following; the store may come back
+                log.warning("projector_read_failed", error=str(error)[:500])
+                self._known.clear()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = self.poll_interval
+            if count < self.batch_size:
+                self._stopping.wait(self.poll_interval)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            self._thread = None
+
+    def wait(self, names: Collection[str], position: int | None = None) -> bool:
+        """Read your writes: until ``names`` have the log's head as of now (or ``position``),
+        for at most ``read_wait`` seconds; False (and a warning) when they do not."""
+        if position is None:
+            position = self.app.recorder.max_notification_id() or 0
+        if self.wait_until(names, position, self.read_wait):
+            return True
+        log.warning(
+            "read_model_behind",
+            projections=sorted(names),
+            position=position,
+            reached={n: self.position(n) for n in names},
+        )
+        return False
+
+    def wait_until(self, names: Collection[str], position: int, timeout: float) -> bool:
+        """Block until every projection in ``names`` has reached ``position``; False on timeout.
+
+        Woken by this process's projector after each batch; a view another process
+        keeps is looked at every ``WAIT_POLL`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        waiting = [n for n in names if self._known.get(n, -1) < position]
+        while waiting:
+            waiting = [n for n in waiting if self.position(n) < position]
+            remaining = deadline - time.monotonic()
+            if not waiting:
+                return True
+            if remaining <= 0:
+                return False
+            with self._advanced:
+                self._advanced.wait(min(remaining, WAIT_POLL if not self.running else 0.25))
+        return True

@@ -1,0 +1,170 @@
+"""The billing schedule projection: what falls due when, so the billing loop asks once.
+
+For each subscription it keeps what the schedule needs (its cycles' anchor and
+frequency, when a cancellation ends it, the last cycle begun and the next to
+finalize) and at most two entries: RENEW, when its next cycle begins (its credit
+grants are given then), and FINALIZE, when its oldest unfinalized cycle ends.
+For each credit grant with an expiry, an EXPIRE entry. The billing loop reads
+the entries due with one indexed query (``ScheduleStore.due``), so a tick with
+nothing due costs the same however many subscriptions there are. Every entry
+derives from the log: rebuilding the schedule gives the same rows.
+
+Cycles are finalized in order, so FINALIZE follows the last finalized cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Tracking
+
+from application.ports import TrackedView
+from application.projection import Batch
+from application.views import Due, DueEntry
+from domain.credit_account import CreditAccount
+from domain.cycles import Cycle, Interval, cycle, cycle_at
+from domain.errors import DomainError
+from domain.invoice_record import InvoiceRecord
+from domain.subscription import Subscription, subscription_aggregate_id
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    """What the schedule keeps of one subscription."""
+
+    aggregate_id: str
+    started_at: datetime
+    interval: str
+    interval_count: int
+    ends_at: datetime | None = None
+    renewed_through: int = 0
+    next_to_finalize: int = 0
+
+    def _billed(self, index: int) -> Cycle | None:
+        """Cycle ``index``, if it is billed (it begins before a cancellation ends it)."""
+        try:
+            found = cycle(self.started_at, Interval(self.interval), self.interval_count, index)
+        except DomainError:  # no cycle ends past the year 9999
+            return None
+        if index and self.ends_at is not None and found.start >= self.ends_at:
+            return None
+        return found
+
+    def entries(self) -> list[DueEntry]:
+        """RENEW when the next cycle begins, FINALIZE when the next to finalize ends."""
+        due = []
+        renew = self._billed(self.renewed_through + 1)
+        if renew is not None:
+            due.append(DueEntry(Due.RENEW, self.aggregate_id, renew.start, renew.index))
+        final = self._billed(self.next_to_finalize)
+        if final is not None:
+            due.append(DueEntry(Due.FINALIZE, self.aggregate_id, final.end, final.index))
+        return due
+
+    def ended_by(self, requested_at: datetime) -> datetime:
+        """When a cancellation asked at ``requested_at`` takes effect: that cycle's end."""
+        requested_at = max(requested_at, self.started_at)
+        return cycle_at(
+            self.started_at, Interval(self.interval), self.interval_count, requested_at
+        ).end
+
+
+@dataclass(slots=True)
+class ScheduleChanges:
+    subscriptions: list[Billed] = field(default_factory=list)
+    entries: list[DueEntry] = field(default_factory=list)  # written (replacing one of its key)
+    removed: list[tuple[int, str, str]] = field(default_factory=list)  # DueEntry.key
+
+
+class ScheduleStore(TrackedView, Protocol):
+    def record(self, changes: ScheduleChanges, tracking: Tracking, after: int) -> None: ...
+
+    def subscriptions(self, aggregate_ids: Collection[str]) -> list[Billed]: ...
+
+    def due(self, now: datetime, grace: timedelta, limit: int) -> list[DueEntry]:
+        """Entries due: RENEW at or before ``now``; FINALIZE and EXPIRE at or before
+        ``now - grace``; the oldest first, at most ``limit``."""
+        ...
+
+
+class ScheduleProjection:
+    name = "billing_schedule"
+
+    def __init__(self, view: ScheduleStore) -> None:
+        self._view = view
+
+    @property
+    def view(self) -> ScheduleStore:
+        return self._view
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        wanted = {str(aggregate_id) for aggregate_id in _subscriptions_in(batch)}
+        known = {b.aggregate_id: b for b in self._view.subscriptions(wanted)} if wanted else {}
+        touched: set[str] = set()
+        grants: dict[tuple[int, str, str], DueEntry | None] = {}
+        for _, e in batch:
+            if isinstance(e, Subscription.Event | InvoiceRecord.Finalized):
+                touched.update(_apply(known, e))
+            elif isinstance(e, CreditAccount.Granted) and e.expires_at is not None:
+                entry = DueEntry(Due.EXPIRE, str(e.originator_id), e.expires_at, 0, e.grant_id)
+                grants[entry.key] = entry
+            elif isinstance(e, CreditAccount.Expired):
+                grants[(int(Due.EXPIRE), str(e.originator_id), e.grant_id)] = None
+                if e.child_grant_id is not None and e.child_expires_at is not None:
+                    child = DueEntry(
+                        Due.EXPIRE, str(e.originator_id), e.child_expires_at, 0, e.child_grant_id
+                    )
+                    grants[child.key] = child
+        changes = ScheduleChanges()
+        for aggregate_id in sorted(touched):
+            billed = known[aggregate_id]
+            changes.subscriptions.append(billed)
+            entries = billed.entries()
+            changes.entries.extend(entries)
+            kept = {entry.key for entry in entries}
+            for kind in (Due.RENEW, Due.FINALIZE):
+                if (int(kind), aggregate_id, "") not in kept:
+                    changes.removed.append((int(kind), aggregate_id, ""))
+        for key, found in grants.items():
+            if found is None:
+                changes.removed.append(key)
+            else:
+                changes.entries.append(found)
+        self._view.record(changes, tracking, after)
+
+
+def _subscriptions_in(batch: Batch) -> Iterable[UUID]:
+    for _, e in batch:
+        if isinstance(e, Subscription.Event):
+            yield e.originator_id
+        elif isinstance(e, InvoiceRecord.Finalized):
+            yield subscription_aggregate_id(e.business_id, e.subscription_id)
+
+
+def _apply(known: dict[str, Billed], e: Subscription.Event | InvoiceRecord.Finalized) -> list[str]:
+    """Change what is known of a subscription by one event; the subscription it touched."""
+    if isinstance(e, InvoiceRecord.Finalized):
+        aggregate_id = str(subscription_aggregate_id(e.business_id, e.subscription_id))
+        billed = known.get(aggregate_id)
+        if billed is None:  # pragma: no cover - an invoice is always of a subscription
+            return []
+        next_index = max(billed.next_to_finalize, e.cycle_index + 1)
+        known[aggregate_id] = replace(billed, next_to_finalize=next_index)
+        return [aggregate_id]
+    aggregate_id = str(e.originator_id)
+    if isinstance(e, Subscription.Created):
+        known[aggregate_id] = Billed(aggregate_id, e.started_at, e.interval, e.interval_count)
+        return [aggregate_id]
+    billed = known[aggregate_id]
+    if isinstance(e, Subscription.Renewed):
+        billed = replace(billed, renewed_through=max(billed.renewed_through, e.cycle_index))
+    elif isinstance(e, Subscription.CancellationScheduled):
+        billed = replace(billed, ends_at=billed.ended_by(e.requested_at))
+    elif isinstance(e, Subscription.CancellationWithdrawn):
+        billed = replace(billed, ends_at=None)
+    known[aggregate_id] = billed
+    return [aggregate_id]

@@ -1,0 +1,116 @@
+"""The usage log projection: every usage event and every void, with its log position.
+
+A usage event's row is written once, with the position it was recorded at; a
+void is a row of its own with the void's position (a usage row is never
+rewritten). So what counted at any position stays answerable after later
+voids: an event counts at ``P`` if it was recorded at or before ``P`` and not
+voided at or before ``P``. Event listings, the partial hours of every fold and
+the recount of an hour after a void read these rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from eventsourcing.persistence import Tracking
+
+from application.ports import TrackedView
+from application.projection import Batch
+from application.tally import HourKey, Recorded
+from application.views import EventQuery, UsageEventView, VoidView
+from domain.meter import UsageRecord
+from domain.usage import UsageEvent
+
+
+class UsageLogStore(TrackedView, Protocol):
+    def record(
+        self,
+        events: Sequence[tuple[int, UsageEventView]],
+        voids: Sequence[tuple[int, VoidView]],
+        tracking: Tracking,
+        after: int,
+    ) -> None: ...
+
+    def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
+
+    def stream_records(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        up_to: int | None = None,
+    ) -> Iterator[UsageRecord]:
+        """The events of a name in ``[start, end)`` that count at log position ``up_to``
+        (``None``: every event not voided), as a meter reads them, streamed."""
+        ...
+
+    def counted_in_hours(
+        self, hours: Collection[HourKey], up_to: int, application_name: str
+    ) -> dict[HourKey, list[UsageRecord]] | None:
+        """The events that count at ``up_to`` in each hour; ``None`` while the log has
+        not reached ``up_to`` (position and rows are read in one transaction)."""
+        ...
+
+    def name_history(self, business_id: str, event_name: str, up_to: int) -> Iterator[Recorded]:
+        """Every event of a name recorded at or before ``up_to``, voided or not (with the
+        void's position when it is at or before ``up_to``), streamed: a meter defined
+        later is measured from these."""
+        ...
+
+    def label_at(self, position: int) -> str | None:
+        """The usage event recorded at ``position``, for a person; None if none was."""
+        ...
+
+
+class UsageLogProjection:
+    name = "usage_log"
+
+    def __init__(self, view: UsageLogStore) -> None:
+        self._view = view
+
+    @property
+    def view(self) -> UsageLogStore:
+        return self._view
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        events: list[tuple[int, UsageEventView]] = []
+        voids: list[tuple[int, VoidView]] = []
+        for position, domain_event in batch:
+            if isinstance(domain_event, UsageEvent.Recorded):
+                events.append((position, usage_view(domain_event)))
+            elif isinstance(domain_event, UsageEvent.Voided):
+                voids.append((position, void_view(domain_event)))
+        self._view.record(events, voids, tracking, after)
+
+
+def usage_view(usage: UsageEvent | UsageEvent.Recorded) -> UsageEventView:
+    """The read shape of a usage event, from the aggregate or from its event."""
+    voided_at, reason = (
+        (usage.voided_at, usage.void_reason) if isinstance(usage, UsageEvent) else (None, None)
+    )
+    return UsageEventView(
+        business_id=usage.business_id,
+        event_id=usage.event_id,
+        customer_id=usage.customer_id,
+        event_name=usage.event_name,
+        timestamp=usage.timestamp,
+        metadata=usage.metadata,
+        voided_at=voided_at,
+        void_reason=reason,
+    )
+
+
+def void_view(voided: UsageEvent.Voided) -> VoidView:
+    return VoidView(
+        voided.business_id,
+        voided.event_id,
+        voided.customer_id,
+        voided.event_name,
+        voided.event_timestamp,
+        voided.voided_at,
+        voided.reason,
+    )

@@ -1,0 +1,319 @@
+"""The catalogue read model on SQLite and PostgreSQL (``application.catalogue``).
+
+Each listing is served by an index on exactly what it filters and orders by:
+the business first, then the filter, then the creation time (newest first).
+"""
+
+from __future__ import annotations
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from psycopg.sql import SQL
+
+from application.catalogue import CatalogueChanges
+from application.views import (
+    CustomerQuery,
+    CustomerView,
+    EntitlementView,
+    InvoiceQuery,
+    InvoiceView,
+    MeterQuery,
+    MeterView,
+    PageQuery,
+    ProductQuery,
+    ProductView,
+    SubscriptionEntry,
+)
+from infrastructure.codec import (
+    decode_entitlement,
+    decode_invoice,
+    decode_metadata,
+    decode_meter,
+    decode_product,
+    encode_entitlement,
+    encode_invoice,
+    encode_metadata,
+    encode_meter,
+    encode_product,
+    from_micros,
+    to_micros,
+)
+from infrastructure.sql import TrackedSQL
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS catalogue_customers ("
+    "business_id TEXT NOT NULL, customer_id TEXT NOT NULL, email TEXT NOT NULL, "
+    "name TEXT NOT NULL, phone_number TEXT, metadata TEXT NOT NULL, "
+    "created_at BIGINT NOT NULL, PRIMARY KEY (business_id, customer_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_customers_by_time "
+    "ON catalogue_customers (business_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS catalogue_customers_by_email "
+    "ON catalogue_customers (business_id, lower(email), created_at)",
+    "CREATE TABLE IF NOT EXISTS catalogue_meters ("
+    "business_id TEXT NOT NULL, meter_id TEXT NOT NULL, archived BOOLEAN NOT NULL, "
+    "created_at BIGINT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (business_id, meter_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_meters_by_time "
+    "ON catalogue_meters (business_id, archived, created_at)",
+    "CREATE TABLE IF NOT EXISTS catalogue_products ("
+    "business_id TEXT NOT NULL, product_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (business_id, product_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_products_by_time "
+    "ON catalogue_products (business_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS catalogue_subscriptions ("
+    "business_id TEXT NOT NULL, subscription_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
+    "product_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
+    "PRIMARY KEY (business_id, subscription_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_subscriptions_by_customer "
+    "ON catalogue_subscriptions (business_id, customer_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS catalogue_entitlements ("
+    "business_id TEXT NOT NULL, entitlement_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (business_id, entitlement_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_entitlements_by_time "
+    "ON catalogue_entitlements (business_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS catalogue_invoices ("
+    "business_id TEXT NOT NULL, invoice_id TEXT NOT NULL, subscription_id TEXT NOT NULL, "
+    "customer_id TEXT NOT NULL, cycle_start BIGINT NOT NULL, position BIGINT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (business_id, invoice_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_invoices_by_subscription "
+    "ON catalogue_invoices (business_id, subscription_id, cycle_start)",
+    "CREATE INDEX IF NOT EXISTS catalogue_invoices_by_customer "
+    "ON catalogue_invoices (business_id, customer_id, cycle_start)",
+    "CREATE INDEX IF NOT EXISTS catalogue_invoices_by_time "
+    "ON catalogue_invoices (business_id, cycle_start)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS catalogue_invoices_by_position "
+    "ON catalogue_invoices (position)",
+)
+NAMES = (
+    "catalogue_customers",
+    "catalogue_meters",
+    "catalogue_products",
+    "catalogue_subscriptions",
+    "catalogue_entitlements",
+    "catalogue_invoices",
+)
+DROP = tuple(f"DROP TABLE IF EXISTS {name}" for name in NAMES)
+INSERT_CUSTOMER = (
+    "INSERT INTO catalogue_customers "
+    "(business_id, customer_id, email, name, phone_number, metadata, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+UPSERT_METER = (
+    "INSERT INTO catalogue_meters (business_id, meter_id, archived, created_at, state) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_id, meter_id) DO UPDATE SET "
+    "archived = excluded.archived, state = excluded.state"
+)
+UPSERT_PRODUCT = (
+    "INSERT INTO catalogue_products (business_id, product_id, created_at, state) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (business_id, product_id) DO UPDATE SET "
+    "state = excluded.state"
+)
+INSERT_SUBSCRIPTION = (
+    "INSERT INTO catalogue_subscriptions "
+    "(business_id, subscription_id, customer_id, product_id, created_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+INSERT_ENTITLEMENT = (
+    "INSERT INTO catalogue_entitlements (business_id, entitlement_id, created_at, state) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+INSERT_INVOICE = (
+    "INSERT INTO catalogue_invoices "
+    "(business_id, invoice_id, subscription_id, customer_id, cycle_start, position, state) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+PAGE = "LIMIT ? OFFSET ?"
+
+
+class CatalogueSQL(TrackedSQL):
+    drop_statements: tuple[str, ...] = DROP
+
+    def record(self, changes: CatalogueChanges, tracking: Tracking, after: int) -> None:
+        with self._batch(tracking, after) as curs:
+            if changes.customers:
+                curs.executemany(
+                    self._q(INSERT_CUSTOMER), [_customer_row(c) for c in changes.customers]
+                )
+            if changes.meters:
+                curs.executemany(
+                    self._q(UPSERT_METER),
+                    [
+                        (
+                            m.business_id,
+                            m.meter_id,
+                            m.archived,
+                            to_micros(m.created_at),
+                            encode_meter(m),
+                        )
+                        for m in changes.meters
+                    ],
+                )
+            if changes.products:
+                curs.executemany(
+                    self._q(UPSERT_PRODUCT),
+                    [
+                        (p.business_id, p.product_id, to_micros(p.created_at), encode_product(p))
+                        for p in changes.products
+                    ],
+                )
+            if changes.subscriptions:
+                curs.executemany(
+                    self._q(INSERT_SUBSCRIPTION),
+                    [
+                        (
+                            s.business_id,
+                            s.subscription_id,
+                            s.customer_id,
+                            s.product_id,
+                            to_micros(s.created_at),
+                        )
+                        for s in changes.subscriptions
+                    ],
+                )
+            if changes.entitlements:
+                curs.executemany(
+                    self._q(INSERT_ENTITLEMENT),
+                    [
+                        (
+                            e.business_id,
+                            e.entitlement_id,
+                            to_micros(e.created_at),
+                            encode_entitlement(e),
+                        )
+                        for e in changes.entitlements
+                    ],
+                )
+            if changes.invoices:
+                curs.executemany(
+                    self._q(INSERT_INVOICE),
+                    [
+                        (
+                            i.business_id,
+                            i.invoice_id,
+                            i.subscription_id,
+                            i.customer_id,
+                            to_micros(i.cycle_start),
+                            position,
+                            encode_invoice(i),
+                        )
+                        for position, i in changes.invoices
+                    ],
+                )
+
+    def list_customers(self, query: CustomerQuery) -> list[CustomerView]:
+        where: list[str] = ["business_id = ?"]
+        params: list[object] = [query.business_id]
+        if query.email is not None:
+            where.append("lower(email) = lower(?)")
+            params.append(query.email)
+        if query.name is not None:  # a substring: no index can seek it; the business's rows
+            where.append("lower(name) LIKE ?")
+            params.append(f"%{query.name.lower()}%")
+        if query.created_at_gte is not None:
+            where.append("created_at >= ?")
+            params.append(to_micros(query.created_at_gte))
+        if query.created_at_lte is not None:
+            where.append("created_at <= ?")
+            params.append(to_micros(query.created_at_lte))
+        statement = (
+            "SELECT business_id, customer_id, email, name, phone_number, metadata, "  # noqa: S608
+            f"created_at FROM catalogue_customers WHERE {' AND '.join(where)} "
+            f"ORDER BY created_at DESC, customer_id DESC {PAGE}"
+        )
+        params += _page(query.page_number, query.page_size)
+        return [
+            CustomerView(
+                row[0], row[1], row[2], row[3], row[4], decode_metadata(row[5]), from_micros(row[6])
+            )
+            for row in self._fetch(statement, params)
+        ]
+
+    def list_meters(self, query: MeterQuery) -> list[MeterView]:
+        statement = (
+            "SELECT state FROM catalogue_meters WHERE business_id = ? AND archived = ? "  # noqa: S608
+            f"ORDER BY created_at DESC, meter_id DESC {PAGE}"
+        )
+        params = [query.business_id, query.archived, *_page(query.page_number, query.page_size)]
+        return [decode_meter(row[0]) for row in self._fetch(statement, params)]
+
+    def list_products(self, query: ProductQuery) -> list[ProductView]:
+        statement = (
+            "SELECT state FROM catalogue_products WHERE business_id = ? "  # noqa: S608
+            f"ORDER BY created_at DESC, product_id DESC {PAGE}"
+        )
+        params = [query.business_id, *_page(query.page_number, query.page_size)]
+        return [decode_product(row[0]) for row in self._fetch(statement, params)]
+
+    def list_entitlements(self, query: PageQuery) -> list[EntitlementView]:
+        statement = (
+            "SELECT state FROM catalogue_entitlements WHERE business_id = ? "  # noqa: S608
+            f"ORDER BY created_at DESC, entitlement_id DESC {PAGE}"
+        )
+        params = [query.business_id, *_page(query.page_number, query.page_size)]
+        return [decode_entitlement(row[0]) for row in self._fetch(statement, params)]
+
+    def list_invoices(self, query: InvoiceQuery) -> list[InvoiceView]:
+        where: list[str] = ["business_id = ?"]
+        params: list[object] = [query.business_id]
+        for column, value in (
+            ("customer_id", query.customer_id),
+            ("subscription_id", query.subscription_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        statement = (
+            f"SELECT state FROM catalogue_invoices WHERE {' AND '.join(where)} "  # noqa: S608
+            f"ORDER BY cycle_start DESC, invoice_id DESC {PAGE}"
+        )
+        params += _page(query.page_number, query.page_size)
+        return [decode_invoice(row[0]) for row in self._fetch(statement, params)]
+
+    def subscriptions_of(self, business_id: str, customer_id: str) -> list[SubscriptionEntry]:
+        rows = self._fetch(
+            "SELECT business_id, subscription_id, customer_id, product_id, created_at "
+            "FROM catalogue_subscriptions WHERE business_id = ? AND customer_id = ? "
+            "ORDER BY created_at, subscription_id",
+            [business_id, customer_id],
+        )
+        return [SubscriptionEntry(r[0], r[1], r[2], r[3], from_micros(r[4])) for r in rows]
+
+    def invoices_after(self, position: int, limit: int) -> list[tuple[int, InvoiceView]]:
+        rows = self._fetch(
+            "SELECT position, state FROM catalogue_invoices WHERE position > ? "
+            "ORDER BY position LIMIT ?",
+            [position, limit],
+        )
+        return [(int(row[0]), decode_invoice(row[1])) for row in rows]
+
+
+def _customer_row(c: CustomerView) -> tuple[object, ...]:
+    return (
+        c.business_id,
+        c.customer_id,
+        c.email,
+        c.name,
+        c.phone_number,
+        encode_metadata(c.metadata),
+        to_micros(c.created_at),
+    )
+
+
+def _page(number: int, size: int) -> list[object]:
+    return [size, number * size]
+
+
+class SQLiteCatalogue(CatalogueSQL, SQLiteTrackingRecorder):
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        super().__init__(datastore)
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *TABLES]
+
+
+class PostgresCatalogue(CatalogueSQL, PostgresTrackingRecorder):
+    mark = "%s"
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name="catalogue_tracking")
+        self.sql_create_statements.extend(SQL(t).format() for t in TABLES)

@@ -1,0 +1,125 @@
+"""What runs in a ledger process: the projector, the billing loop, the health probe.
+
+``Runtime`` starts and stops the loops of one container: one projector thread
+that keeps every projection up to date (``application.projection``) and one
+billing thread that, every ``LEDGER_BILLING_INTERVAL``, does what the schedule
+says is due (``application.billing_tasks``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import structlog
+from eventsourcing.postgres import PostgresDatastore
+
+from application.billing_tasks import Tick, run_due
+from domain.invoice_record import InvoiceRecord
+from infrastructure.bootstrap import Container
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    position: int
+    head: int
+
+    @property
+    def behind(self) -> int:
+        return max(self.head - self.position, 0)
+
+
+class Runtime:
+    """The loops of one process, over one container."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self._billing_stop = threading.Event()
+        self._billing: threading.Thread | None = None
+
+    def start(self, *, projections: bool = True, billing: bool = True) -> None:
+        if projections:
+            self.container.projector.start()
+        if billing:
+            self._billing_stop.clear()
+            self._billing = threading.Thread(target=self._bill, name="billing", daemon=True)
+            self._billing.start()
+
+    def _bill(self) -> None:
+        interval = self.container.settings.billing_interval_seconds
+        while not self._billing_stop.wait(interval):
+            try:
+                done = tick(self.container)
+            except Exception as error:  # noqa: BLE001 - try again next time
+                log.warning("billing_tick_failed", error=str(error)[:500])
+                continue
+            if done.finalized or done.renewed or done.expired:
+                log.info(
+                    "billing_tick",
+                    finalized=len(done.finalized),
+                    renewed=done.renewed,
+                    expired=done.expired,
+                )
+
+    def stop(self) -> None:
+        self._billing_stop.set()
+        if self._billing is not None:
+            self._billing.join(timeout=15)
+            self._billing = None
+        self.container.projector.stop()
+
+
+def close_cycles(container: Container, *, catch_up: bool = False) -> list[InvoiceRecord]:
+    """Do everything due (renewals, finalizations, expiries); return the invoices finalized.
+
+    ``catch_up`` brings the projections up to date in this thread between rounds
+    (when no projector runs in this process: ``ledger billing close``).
+    """
+    return tick(container, catch_up=catch_up).finalized
+
+
+def tick(container: Container, *, catch_up: bool = False) -> Tick:
+    projector = container.projector
+
+    def catch_up_here() -> None:
+        projector.catch_up()
+
+    return run_due(
+        container.ledger,
+        container.reads,
+        now=container.clock(),
+        grace=container.settings.invoice_grace,
+        catch_up=catch_up_here if catch_up else None,
+    )
+
+
+def status(container: Container) -> list[ProjectionStatus]:
+    """Each projection's position and how far it is behind the log's head."""
+    head = container.ledger.recorder.max_notification_id() or 0
+    projector = container.projector
+    return [ProjectionStatus(n, projector.position(n), head) for n in projector.names]
+
+
+def projection_position(container: Container) -> int:
+    """How far every projection has got: the least of their positions."""
+    projector = container.projector
+    return min((projector.position(n) for n in projector.names), default=0)
+
+
+def database_problem(container: Container) -> str | None:
+    """None when the store answers; otherwise why not."""
+    datastore = container.ledger.recorder.datastore  # type: ignore[attr-defined]
+    try:
+        if isinstance(datastore, PostgresDatastore):
+            datastore.pool.open(wait=False)
+            with datastore.pool.connection(timeout=2.0) as conn:
+                conn.execute("SELECT 1")
+        else:
+            with datastore.transaction(commit=False) as curs:
+                curs.execute("SELECT 1")
+    except Exception as error:  # noqa: BLE001 - any failure means "not ready"
+        return f"{type(error).__name__}: {str(error).strip()[:200]}"
+    return None
