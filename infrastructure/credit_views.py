@@ -31,6 +31,10 @@ TABLES = (
     "sequence BIGINT NOT NULL, entry_id TEXT NOT NULL, transaction_type TEXT NOT NULL, "
     "created_at BIGINT NOT NULL, state TEXT NOT NULL, "
     "PRIMARY KEY (business_id, entitlement_id, customer_id, sequence))",
+    "CREATE INDEX IF NOT EXISTS credit_grants_by_status "
+    "ON credit_grants (business_id, entitlement_id, customer_id, status, created_at)",
+    "CREATE INDEX IF NOT EXISTS credit_ledger_by_type "
+    "ON credit_ledger (business_id, entitlement_id, customer_id, transaction_type, sequence)",
 )
 NAMES = ("credit_balances", "credit_grants", "credit_ledger")
 DROP = tuple(f"DROP TABLE IF EXISTS {name}" for name in NAMES)

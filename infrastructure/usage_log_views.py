@@ -47,6 +47,11 @@ def tables(position_type: str) -> tuple[str, ...]:
         "voided_at BIGINT NOT NULL, reason TEXT, customer_id TEXT NOT NULL, "
         "event_name TEXT NOT NULL, ts BIGINT NOT NULL, PRIMARY KEY (business_id, event_id))",
         "CREATE INDEX IF NOT EXISTS usage_voids_by_time ON usage_voids (business_id, ts)",
+        "CREATE INDEX IF NOT EXISTS usage_voids_by_customer "
+        "ON usage_voids (business_id, customer_id, ts)",
+        "CREATE INDEX IF NOT EXISTS usage_voids_by_name ON usage_voids (business_id, event_name, ts)",
+        "CREATE INDEX IF NOT EXISTS usage_voids_by_customer_name "
+        "ON usage_voids (business_id, customer_id, event_name, ts)",
     )
 
 
