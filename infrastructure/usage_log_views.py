@@ -49,7 +49,8 @@ def tables(position_type: str) -> tuple[str, ...]:
         "CREATE INDEX IF NOT EXISTS usage_voids_by_time ON usage_voids (business_id, ts)",
         "CREATE INDEX IF NOT EXISTS usage_voids_by_customer "
         "ON usage_voids (business_id, customer_id, ts)",
-        "CREATE INDEX IF NOT EXISTS usage_voids_by_name ON usage_voids (business_id, event_name, ts)",
+        "CREATE INDEX IF NOT EXISTS usage_voids_by_name "
+        "ON usage_voids (business_id, event_name, ts)",
         "CREATE INDEX IF NOT EXISTS usage_voids_by_customer_name "
         "ON usage_voids (business_id, customer_id, event_name, ts)",
     )
