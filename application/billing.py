@@ -87,7 +87,7 @@ def _plan(
     cut, tallies = reads.measure.measure(
         business_id, billed.specs, customer_id, cycle.start, cycle.end
     )
-    candidates = changed_cycles(ledger, reads.catalogue, reads.usage, subscription, cycle_index)
+    candidates = changed_cycles(ledger, reads, subscription, cycle_index)
     adjustments, adjusted = cycle_adjustments(
         ledger, reads.measure, subscription, cycle_index, cut, candidates
     )

@@ -25,7 +25,7 @@ from typing import Protocol
 from application.catalogue import CatalogueStore
 from application.grants import drawn_grants
 from application.ledger import Ledger
-from application.usage import UsageStore
+from application.reads import Reads
 from application.views import InvoiceQuery
 from domain.credits import Grant
 from domain.cycles import Cycle
@@ -35,7 +35,7 @@ from domain.meter import MeterSpec, Tally
 from domain.pricing import UsagePrice
 from domain.subscription import Subscription
 
-_JUST_BEFORE = timedelta(hours=1, microseconds=-1)  # the last moment of an hour
+HOUR = timedelta(hours=1)
 
 
 class Measure(Protocol):
@@ -185,30 +185,44 @@ def latest_finalized(
 
 def changed_cycles(
     ledger: Ledger,
-    catalogue: CatalogueStore,
-    usage: UsageStore,
+    reads: Reads,
     subscription: Subscription,
     cycle_index: int,
 ) -> set[int]:
     """The finalized cycles before ``cycle_index`` whose usage may have changed since the
     last invoice folded them: those holding an hour whose bucket changed after the cut
-    of the subscription's latest invoice (every earlier cycle was compared at that cut)."""
-    latest = latest_finalized(ledger, catalogue, subscription, cycle_index)
+    of the subscription's latest invoice (every earlier cycle was compared at that cut).
+
+    An hour that two cycles share names a cycle only if that cycle's part of the hour
+    changed (asked of the usage log, one partial hour): the events of a new cycle's
+    first hour do not make its predecessor look changed.
+    """
+    latest = latest_finalized(ledger, reads.catalogue, subscription, cycle_index)
     if latest is None:
         return set()
+    business_id, customer_id = subscription.business_id, subscription.customer_id
     before = subscription.cycle(cycle_index).start
-    hours = usage.changed_since(
-        subscription.business_id, subscription.customer_id, latest.cut, before
-    )
+    changed: dict[datetime, set[str]] = {}
+    for meter_id, hour in reads.usage.changed_since(business_id, customer_id, latest.cut, before):
+        changed.setdefault(hour, set()).add(meter_id)
     touched: dict[int, set[str]] = {}
-    for meter_id, hour in hours:
-        for moment in (hour, hour + _JUST_BEFORE):  # an hour may straddle two cycles
-            index = subscription.cycle_at(moment).index
-            if index <= latest.cycle_index:
-                touched.setdefault(index, set()).add(meter_id)
+    for hour, meters in changed.items():
+        first = subscription.cycle_at(hour)
+        if first.end >= hour + HOUR:  # the hour lies within one cycle
+            parts: list[tuple[Cycle, tuple[datetime, datetime] | None]] = [(first, None)]
+        else:
+            second = subscription.cycle(first.index + 1)
+            parts = [(c, (max(hour, c.start), min(hour + HOUR, c.end))) for c in (first, second)]
+        for part, span in parts:
+            if part.index > latest.cycle_index:
+                continue
+            if span is None or reads.usage_log.changed_between(
+                business_id, customer_id, span[0], span[1], latest.cut
+            ):
+                touched.setdefault(part.index, set()).update(meters)
     if not touched:
         return set()
-    product = ledger.load_product(subscription.business_id, subscription.product_id)
+    product = ledger.load_product(business_id, subscription.product_id)
     return {
         index
         for index, meters in touched.items()

@@ -77,13 +77,11 @@ def events_counted(reads: Reads, query: EventQuery, spec: MeterSpec) -> list[Usa
         return []
     wanted = range(query.page_number * query.page_size, (query.page_number + 1) * query.page_size)
     found: list[UsageEventView] = []
-    matched = 0
-    for chunk in range(MAX_SCAN // SCAN):
-        batch = reads.usage_log.list_events(
-            replace(
-                query, event_name=spec.event_name, page_number=chunk, page_size=SCAN, voided=False
-            )
-        )
+    matched = offset = read = 0
+    size = min(max(2 * wanted.stop, 50), SCAN)  # most meters count most events: start small
+    base = replace(query, event_name=spec.event_name, voided=False)
+    while read < MAX_SCAN:
+        batch = reads.usage_log.list_events_from(base, offset, size)
         for view in batch:
             if spec.measure(view.event_name, view.metadata) is None:
                 continue
@@ -92,8 +90,9 @@ def events_counted(reads: Reads, query: EventQuery, spec: MeterSpec) -> list[Usa
             matched += 1
             if matched >= wanted.stop:
                 return found
-        if len(batch) < SCAN:
+        if len(batch) < size:
             break
+        offset, read, size = offset + size, read + size, min(2 * size, SCAN)
     return found
 
 

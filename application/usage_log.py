@@ -35,6 +35,10 @@ class UsageLogStore(TrackedView, Protocol):
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
 
+    def list_events_from(self, query: EventQuery, offset: int, limit: int) -> list[UsageEventView]:
+        """What ``list_events`` selects, ``limit`` rows from ``offset`` (not a page)."""
+        ...
+
     def stream_records(
         self,
         business_id: str,
@@ -59,6 +63,13 @@ class UsageLogStore(TrackedView, Protocol):
         """Every event of a name recorded at or before ``up_to``, voided or not (with the
         void's position when it is at or before ``up_to``), streamed: a meter defined
         later is measured from these."""
+        ...
+
+    def changed_between(
+        self, business_id: str, customer_id: str, start: datetime, end: datetime, after: int
+    ) -> bool:
+        """Whether an event of the customer in ``[start, end)`` was recorded, or voided,
+        after log position ``after``."""
         ...
 
     def label_at(self, position: int) -> str | None:
