@@ -137,13 +137,26 @@ def finalize_cycle(
 ) -> InvoiceRecord:
     """The finalized invoice of one cycle; finalizing again returns it unchanged.
 
-    The plan, the record and the settlement of the credit it drew are saved in
-    one transaction: if any of the aggregates moved meanwhile (a concurrent
+    It waits for the read models to reach the log's head as it begins (and
+    refuses, ``UnavailableError``, if they do not), so the cut holds every event
+    recorded by then. The plan, the record and the settlement of the credit it
+    drew are saved in one transaction: if any of the aggregates moved meanwhile (a concurrent
     finalizer, a debit of the same account), the store refuses all and the
     cycle is planned again, unless another finalizer's record now stands.
     """
     invoice_id = invoice_id_of(business_id, subscription_id, cycle_index)
     aggregate_id = invoice_aggregate_id(business_id, invoice_id)
+    existing = ledger.load(InvoiceRecord, aggregate_id)
+    if existing is not None:
+        return existing
+    # Never at a cut behind what the log held when finalizing began: usage recorded on
+    # time would be left to a later invoice (and lost on a subscription's last one).
+    head = ledger.head()
+    if not reads.freshness.wait([CATALOGUE, USAGE_LOG, USAGE, SEAL], head):
+        raise UnavailableError(
+            f"invoice {invoice_id}: the read models have not reached log position {head}; "
+            "it is finalized once they have"
+        )
     for _ in range(MAX_FINALIZE_ATTEMPTS):
         existing = ledger.load(InvoiceRecord, aggregate_id)
         if existing is not None:

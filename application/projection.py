@@ -115,6 +115,9 @@ class Projector:
         self._retry_at: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
         self._advanced = threading.Condition()
+        # One batch applied at a time in this process (the thread, or a caller catching
+        # up): projections keep state in memory (the usage projection's meters).
+        self._applying = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -198,6 +201,12 @@ class Projector:
 
     def _apply(self, found: _Read, names: Sequence[str], *, strict: bool) -> None:
         """Hand each projection its part of the batch; ``strict``: raise what fails."""
+        with self._applying:
+            self._apply_each(found, names, strict=strict)
+        with self._advanced:
+            self._advanced.notify_all()
+
+    def _apply_each(self, found: _Read, names: Sequence[str], *, strict: bool) -> None:
         tracking = Tracking(self.app.name, found.through)
         for name in names:
             after = self._known[name]
@@ -220,8 +229,6 @@ class Projector:
                 continue
             self._known[name] = found.through
             self._succeeded(name)
-        with self._advanced:
-            self._advanced.notify_all()
 
     def _failed(self, name: str, error: Exception) -> None:
         self.errors[name] = error
@@ -260,18 +267,28 @@ class Projector:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def _refresh(self) -> None:
+        """Read every position from its view again: another process may have moved it.
+
+        Entries are replaced, never removed: a caller catching up in another thread
+        reads them meanwhile."""
+        with self._applying:
+            for name in self._projections:
+                self._known[name] = self.position(name)
+
     def _run(self) -> None:
         backoff = self.poll_interval
         refreshed = time.monotonic()
+        stale = False
         while not self._stopping.is_set():
-            if time.monotonic() - refreshed > REFRESH_SECONDS:  # another process may move them
-                self._known.clear()
-                refreshed = time.monotonic()
             try:
+                if stale or time.monotonic() - refreshed > REFRESH_SECONDS:
+                    self._refresh()
+                    refreshed, stale = time.monotonic(), False
                 count = self.step()
             except Exception as error:  # noqa: BLE001 - keep following; the store may come back
                 log.warning("projector_read_failed", error=str(error)[:500])
-                self._known.clear()
+                stale = True
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue

@@ -14,12 +14,13 @@ Cycles are finalized in order, so FINALIZE follows the last finalized cycle.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 
 from application.ports import TrackedView
@@ -30,6 +31,9 @@ from domain.cycles import Cycle, Interval, cycle, cycle_at
 from domain.errors import DomainError
 from domain.invoice_record import InvoiceRecord
 from domain.subscription import Subscription, subscription_aggregate_id
+
+AggregateAt = Callable[[UUID, int], Aggregate]
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,12 @@ class Billed:
             due.append(DueEntry(Due.FINALIZE, self.aggregate_id, final.end, final.index))
         return due
 
+    def end_of_cycle_holding(self, moment: datetime) -> datetime:
+        """The end of the cycle ``moment`` falls in (the first, before the start)."""
+        moment = max(moment, self.started_at)
+        interval = Interval(self.interval)
+        return cycle_at(self.started_at, interval, self.interval_count, moment).end
+
     def ended_by(self, requested_at: datetime) -> datetime:
         """When a cancellation asked at ``requested_at`` takes effect: that cycle's end."""
         requested_at = max(requested_at, self.started_at)
@@ -87,38 +97,40 @@ class ScheduleStore(TrackedView, Protocol):
 
     def due(self, now: datetime, grace: timedelta, limit: int) -> list[DueEntry]:
         """Entries due: RENEW at or before ``now``; FINALIZE and EXPIRE at or before
-        ``now - grace``; the oldest first, at most ``limit``."""
+        ``now - grace``; the oldest first, at most ``limit`` of each kind."""
         ...
 
 
 class ScheduleProjection:
+    """An EXPIRE entry falls due when the grant may end: at its expiry, or, for a grant
+    a subscription gave, once the cycle it expires in has ended (that cycle draws on it
+    and is finalized first); so a grant shorter than its cycle does not sit at the top
+    of the schedule, due but refused, until then."""
+
     name = "billing_schedule"
 
-    def __init__(self, view: ScheduleStore) -> None:
+    def __init__(self, view: ScheduleStore, aggregate_at: AggregateAt) -> None:
         self._view = view
+        self._aggregate_at = aggregate_at
 
     @property
     def view(self) -> ScheduleStore:
         return self._view
 
     def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
-        wanted = {str(aggregate_id) for aggregate_id in _subscriptions_in(batch)}
+        accounts, named = self._accounts(batch)
+        givers = {
+            str(subscription_aggregate_id(account.business_id, state.source_id))
+            for account in accounts.values()
+            for grant_id in named[str(account.id)]
+            if (state := account.grants.get(grant_id)) is not None and state.source_id
+        }
+        wanted = {str(aggregate_id) for aggregate_id in _subscriptions_in(batch)} | givers
         known = {b.aggregate_id: b for b in self._view.subscriptions(wanted)} if wanted else {}
         touched: set[str] = set()
-        grants: dict[tuple[int, str, str], DueEntry | None] = {}
         for _, e in batch:
             if isinstance(e, Subscription.Event | InvoiceRecord.Finalized):
                 touched.update(_apply(known, e))
-            elif isinstance(e, CreditAccount.Granted) and e.expires_at is not None:
-                entry = DueEntry(Due.EXPIRE, str(e.originator_id), e.expires_at, 0, e.grant_id)
-                grants[entry.key] = entry
-            elif isinstance(e, CreditAccount.Expired):
-                grants[(int(Due.EXPIRE), str(e.originator_id), e.grant_id)] = None
-                if e.child_grant_id is not None and e.child_expires_at is not None:
-                    child = DueEntry(
-                        Due.EXPIRE, str(e.originator_id), e.child_expires_at, 0, e.child_grant_id
-                    )
-                    grants[child.key] = child
         changes = ScheduleChanges()
         for aggregate_id in sorted(touched):
             billed = known[aggregate_id]
@@ -129,12 +141,47 @@ class ScheduleProjection:
             for kind in (Due.RENEW, Due.FINALIZE):
                 if (int(kind), aggregate_id, "") not in kept:
                     changes.removed.append((int(kind), aggregate_id, ""))
-        for key, found in grants.items():
-            if found is None:
-                changes.removed.append(key)
-            else:
-                changes.entries.append(found)
+        for account_id, account in accounts.items():
+            for grant_id in sorted(named[account_id]):
+                entry = _expiry(account, grant_id, known)
+                if entry is None:
+                    changes.removed.append((int(Due.EXPIRE), account_id, grant_id))
+                else:
+                    changes.entries.append(entry)
         self._view.record(changes, tracking, after)
+
+    def _accounts(self, batch: Batch) -> tuple[dict[str, CreditAccount], dict[str, set[str]]]:
+        """The credit accounts whose grants the batch gave or ended, as of the batch, and
+        those grants."""
+        versions: dict[str, tuple[UUID, int]] = {}
+        named: dict[str, set[str]] = {}
+        for _, e in batch:
+            if isinstance(e, CreditAccount.Granted | CreditAccount.Expired):
+                key = str(e.originator_id)
+                versions[key] = (e.originator_id, e.originator_version)
+                grants = named.setdefault(key, set())
+                grants.add(e.grant_id)
+                if isinstance(e, CreditAccount.Expired) and e.child_grant_id:
+                    grants.add(e.child_grant_id)
+        accounts = {}
+        for key, (aggregate_id, version) in versions.items():
+            found = self._aggregate_at(aggregate_id, version)
+            assert isinstance(found, CreditAccount)
+            accounts[key] = found
+        return accounts, named
+
+
+def _expiry(account: CreditAccount, grant_id: str, known: dict[str, Billed]) -> DueEntry | None:
+    """The grant's EXPIRE entry; None once it has ended, or if it never expires."""
+    state = account.grants.get(grant_id)
+    if state is None or state.expired or state.grant.expires_at is None:
+        return None
+    due = state.grant.expires_at
+    if state.source_id and state.source_type in ("subscription", "rollover"):
+        giver = known.get(str(subscription_aggregate_id(account.business_id, state.source_id)))
+        if giver is not None:
+            due = max(due, giver.end_of_cycle_holding(due - _TICK))
+    return DueEntry(Due.EXPIRE, str(account.id), due, 0, grant_id)
 
 
 def _subscriptions_in(batch: Batch) -> Iterable[UUID]:

@@ -132,7 +132,3 @@ def _window_index(bounds: list[tuple[datetime, datetime]], moment: datetime) -> 
         else:
             high = middle - 1
     return low
-
-
-def as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)

@@ -250,7 +250,7 @@ def report(dburl: str, events: int, connections: int, workers: int) -> None:
         f"(+{rows_in_log - usage} customer events)"
     )
     print(
-        f"event index projection     : {run.lags[0]:,} events behind when sending ended, "
+        f"projections                : {run.lags[0]:,} events behind when sending ended, "
         f"{caught} after {run.catch_up:.1f} s"
     )
     print(f"server log                 : {len(server_log)} lines, {len(problems)} warnings/errors")

@@ -97,7 +97,9 @@ REGISTRY: tuple[Registered, ...] = (
         schedule_views.SQLiteSchedule,
         schedule_views.PostgresSchedule,
         schedule_views.NAMES,
-        lambda _, views: schedule.ScheduleProjection(views[schedule.ScheduleProjection.name]),
+        lambda ledger, views: schedule.ScheduleProjection(
+            views[schedule.ScheduleProjection.name], ledger.aggregate_at
+        ),
     ),
 )
 NAMES = tuple(entry.name for entry in REGISTRY)

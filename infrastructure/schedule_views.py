@@ -44,11 +44,13 @@ UPSERT_DUE = (
     "due_at = excluded.due_at, cycle_index = excluded.cycle_index"
 )
 DELETE_DUE = "DELETE FROM schedule_due WHERE kind = ? AND aggregate_id = ? AND grant_id = ?"
-DUE = (
-    "SELECT kind, aggregate_id, grant_id, due_at, cycle_index FROM schedule_due "
-    "WHERE (kind = ? AND due_at <= ?) OR (kind IN (?, ?) AND due_at <= ?) "
-    "ORDER BY due_at, kind, aggregate_id, grant_id LIMIT ?"
+# Each kind its own range of the index, and its own limit: entries of one kind that
+# are due but cannot be done yet never hold back those of another.
+_DUE_OF_KIND = (
+    "SELECT * FROM (SELECT kind, aggregate_id, grant_id, due_at, cycle_index FROM schedule_due "
+    "WHERE kind = ? AND due_at <= ? ORDER BY due_at, aggregate_id, grant_id LIMIT ?) AS d{n}"
 )
+DUE = " UNION ALL ".join(_DUE_OF_KIND.format(n=n) for n in range(3))
 
 
 class ScheduleSQL(TrackedSQL):
@@ -116,21 +118,13 @@ class ScheduleSQL(TrackedSQL):
         return found
 
     def due(self, now: datetime, grace: timedelta, limit: int) -> list[DueEntry]:
-        rows = self._fetch(
-            DUE,
-            [
-                int(Due.RENEW),
-                to_micros(now),
-                int(Due.FINALIZE),
-                int(Due.EXPIRE),
-                to_micros(now - grace),
-                limit,
-            ],
-        )
-        return [
+        bounds = ((Due.RENEW, now), (Due.FINALIZE, now - grace), (Due.EXPIRE, now - grace))
+        params = [p for kind, until in bounds for p in (int(kind), to_micros(until), limit)]
+        entries = [
             DueEntry(Due(int(r[0])), str(r[1]), from_micros(int(r[3])), int(r[4]), str(r[2]))
-            for r in rows
+            for r in self._fetch(DUE, params)
         ]
+        return sorted(entries, key=lambda e: (e.due_at, e.kind, e.aggregate_id, e.grant_id))
 
 
 class SQLiteSchedule(ScheduleSQL, SQLiteTrackingRecorder):
