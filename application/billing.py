@@ -134,11 +134,13 @@ def finalize_cycle(
     cycle_index: int,
     *,
     now: datetime,
+    as_of: int | None = None,
 ) -> InvoiceRecord:
     """The finalized invoice of one cycle; finalizing again returns it unchanged.
 
-    It waits for the read models to reach the log's head as it begins (and
-    refuses, ``UnavailableError``, if they do not), so the cut holds every event
+    It waits for the read models to reach the log's head as it begins, or
+    ``as_of`` (a billing round's start: what the round itself writes is no usage),
+    and refuses (``UnavailableError``) if they do not, so the cut holds every event
     recorded by then. The plan, the record and the settlement of the credit it
     drew are saved in one transaction: if any of the aggregates moved meanwhile (a concurrent
     finalizer, a debit of the same account), the store refuses all and the
@@ -151,7 +153,7 @@ def finalize_cycle(
         return existing
     # Never at a cut behind what the log held when finalizing began: usage recorded on
     # time would be left to a later invoice (and lost on a subscription's last one).
-    head = ledger.head()
+    head = ledger.head() if as_of is None else as_of
     if not reads.freshness.wait([CATALOGUE, USAGE_LOG, USAGE, SEAL], head):
         raise UnavailableError(
             f"invoice {invoice_id}: the read models have not reached log position {head}; "

@@ -70,23 +70,31 @@ def run_due(
             catch_up()
         else:
             reads.fresh(SCHEDULE, CATALOGUE)
+        head = ledger.head()
         entries = reads.schedule.due(now, grace, ROUND_LIMIT)
         tick.rounds += 1
-        acted = sum(_run(ledger, reads, entry, now, grace, tick) for entry in entries)
+        acted = sum(_run(ledger, reads, entry, now, grace, tick, head) for entry in entries)
         if not acted:
             break
     return tick
 
 
 def _run(
-    ledger: Ledger, reads: Reads, entry: DueEntry, now: datetime, grace: timedelta, tick: Tick
+    ledger: Ledger,
+    reads: Reads,
+    entry: DueEntry,
+    now: datetime,
+    grace: timedelta,
+    tick: Tick,
+    head: int,
 ) -> bool:
     if entry.kind is Due.RENEW:
         renewed = renew_subscription(ledger, UUID(entry.aggregate_id), now)
         tick.renewed += renewed
         return renewed
     if entry.kind is Due.FINALIZE:
-        done = finalize_due(ledger, reads, UUID(entry.aggregate_id), entry.cycle_index, now, grace)
+        aggregate_id = UUID(entry.aggregate_id)
+        done = finalize_due(ledger, reads, aggregate_id, entry.cycle_index, now, grace, head)
         tick.finalized.extend(done)
         return bool(done)
     ended = expire_grant(ledger, reads, UUID(entry.aggregate_id), entry.grant_id)
@@ -101,8 +109,10 @@ def finalize_due(
     first: int,
     now: datetime,
     grace: timedelta,
+    as_of: int | None = None,
 ) -> list[InvoiceRecord]:
-    """Finalize the subscription's cycles from ``first`` on that ended ``grace`` ago."""
+    """Finalize the subscription's cycles from ``first`` on that ended ``grace`` ago, at
+    cuts holding at least the log up to ``as_of`` (default: its head as each begins)."""
     subscription = ledger.load(Subscription, aggregate_id)
     if subscription is None:
         return []
@@ -113,7 +123,9 @@ def finalize_due(
         invoice_id = invoice_id_of(business_id, subscription_id, index)
         if not ledger.exists(invoice_aggregate_id(business_id, invoice_id)):
             finalized.append(
-                finalize_cycle(ledger, reads, business_id, subscription_id, index, now=now)
+                finalize_cycle(
+                    ledger, reads, business_id, subscription_id, index, now=now, as_of=as_of
+                )
             )
         index += 1
     return finalized

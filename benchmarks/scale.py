@@ -52,7 +52,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from application import listings  # noqa: E402
-from application.billing import finalize_cycle, invoice_preview, recompute  # noqa: E402
+from application.billing import (  # noqa: E402
+    finalize_cycle,
+    invoice_preview,
+    plan_cycle,
+    recompute,
+)
 from application.invoicing import priced  # noqa: E402
 from application.ledger import EventInput  # noqa: E402
 from application.subscriptions import create_subscription, load  # noqa: E402
@@ -319,9 +324,16 @@ def finalize(world: World, container: Container) -> None:
     subscription = load(ledger, BUSINESS, world.big)
     current = subscription.cycle(world.cycle)
     world.clock.now = current.end + timedelta(hours=2)
+    # What finalizing decides (the fold at the cut, the adjustments, the grants), not
+    # saved, five times; then the finalization itself, which can be done only once.
+    timed(
+        world,
+        "finalize the big customer's cycle, the plan",
+        lambda: plan_cycle(ledger, reads, BUSINESS, world.big, world.cycle, world.clock.now),
+    )
     started = time.perf_counter()
     record = finalize_cycle(ledger, reads, BUSINESS, world.big, world.cycle, now=world.clock.now)
-    world.figures.setdefault("finalize the big customer's cycle", []).append(
+    world.figures.setdefault("finalize the big customer's cycle, saved", []).append(
         time.perf_counter() - started
     )
     specs = priced(ledger, subscription, current).specs
@@ -485,7 +497,7 @@ def table(sizes: list[int], world: World) -> None:
         growth = values[-1] / values[0] if values[0] else float("inf")
         target = verdict(name, values, growth)
         print(f"{name:<46}{shown}{growth:>8.2f}x  {target}")
-    finalized = world.figures["finalize the big customer's cycle"][-1]
+    finalized = world.figures["finalize the big customer's cycle, saved"][-1]
     flat = world.figures["flat fold of that cycle (the audit's)"][-1]
     speedup = flat / finalized
     verdict_text = "met" if speedup >= SPEEDUP_TARGET else "NOT met"
