@@ -105,7 +105,7 @@ def verify_log(
                 Mismatch(
                     "log",
                     f"position {notification.id} ({_label(notification)})",
-                    "inserted: an event the event index never read, among sealed positions",
+                    "inserted: an event the seal never read, among sealed positions",
                 )
             )
             continue
@@ -114,7 +114,7 @@ def verify_log(
                 Mismatch(
                     "log",
                     f"position {notification.id} ({index.label_of(seal[0])})",
-                    "changed: the stored event is not the one the event index read",
+                    "changed: the stored event is not the one the seal read",
                 )
             )
         previous = _check_chain(seal, previous, mismatches, index)
@@ -230,7 +230,7 @@ def _check_chain(
             Mismatch(
                 "log",
                 f"seal at position {seal[0].position} ({index.label_of(seal[0])})",
-                "the seal chain is broken here: the event index's seal was edited",
+                "the seal chain is broken here: the seal was edited",
             )
         )
     return seal[1]
@@ -240,7 +240,7 @@ def _deleted(seal: SealView, index: _Labels) -> Mismatch:
     return Mismatch(
         "log",
         f"position {seal.position} ({index.label_of(seal)})",
-        "deleted: the event index read this event, the store no longer holds it",
+        "deleted: the seal read this event, the store no longer holds it",
     )
 
 

@@ -4,7 +4,7 @@
 (its log position, originator id, version, topic and state bytes), so a changed
 byte, a moved event or a changed topic changes it. ``chain`` folds the digests
 in log order, from ``GENESIS``: the chain value at a position commits to every
-event up to it. The event index records both for each event it reads; a
+event up to it. The seal projection records both for each event it reads; a
 finalized invoice records the chain value at its cut, so rewriting any event it
 folded (or any earlier one) is detected, and the per-event digests name the
 event.

@@ -40,7 +40,7 @@ class SealSQL(TrackedSQL):
 
     def record(self, seals: Sequence[SealView], tracking: Tracking, after: int) -> None:
         """Seal rows chained from the last sealed before them, only where the batch was
-        read: two followers, or a follower and a rebuild, never chain from nowhere."""
+        read: two processes, or one and a rebuild, never chain from nowhere."""
         with self._batch(tracking, after) as curs:
             if seals:
                 self._insert_rows(curs, SEAL, self._chained(curs, seals, after))

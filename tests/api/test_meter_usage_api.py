@@ -217,7 +217,7 @@ def test_negative_and_big_decimals_stay_exact_across_hours_and_edges(api, cid) -
     )
     with localcontext(prec=200):
         expected = sum(amounts, Decimal(0))
-    # 09:30 and 12:02 cut hours: the edges come from the event index, the rest from buckets.
+    # 09:30 and 12:02 cut hours: the edges come from the usage log, the rest from buckets.
     answer = usage(api, meter_id, "2026-11-25T09:30:00Z", "2026-11-25T12:02:00Z", window="hour")
     assert answer["total"] == expected
     assert values(answer) == [
@@ -282,7 +282,7 @@ def test_last_decides_a_timestamp_tie_by_the_greater_event_id(
     record(api, ev(cid, first, "10:30", n=value[first]))
     record(api, ev(cid, second, "10:30", n=value[second]))
     assert total(api, meter_id) == value[winner]
-    # The same tie folded from the event index (a range that cuts the hour).
+    # The same tie folded from the usage log (a range that cuts the hour).
     assert total(api, meter_id, "2026-11-25T10:29:00Z", "2026-11-25T10:31:00Z") == value[winner]
 
 

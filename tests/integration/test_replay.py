@@ -213,7 +213,7 @@ def test_a_position_before_every_event_shows_nothing(story: Story) -> None:
 
 @pytest.fixture
 def quiet(container, clock) -> Any:
-    """A store with one customer, the event index up to date."""
+    """A store with one customer, the usage log up to date."""
     container.ledger.register_customer(
         "default",
         email="ada@example.com",
