@@ -67,7 +67,7 @@ def rebuild(
         projector.replace(fresh)
         read = 0
         workers = workers or os.cpu_count() or 1
-        head = container.ledger.recorder.max_notification_id() or 0
+        head = container.ledger.head()
         if isinstance(fresh, UsageProjection) and workers > 1 and head >= parallel_from:
             _, read = rebuild_usage_in_parallel(
                 container.settings, container.ledger, fresh, workers, on_batch
@@ -133,7 +133,7 @@ def rebuild_usage_in_parallel(
     ``projection`` must be over an empty (reset) view. Returns the head position
     and the number of usage events tallied.
     """
-    head = ledger.recorder.max_notification_id() or 0
+    head = ledger.head()
     history = LogHistory(ledger)
     definitions = history.definitions(head)
     voided = history.voided(head)

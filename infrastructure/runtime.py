@@ -98,7 +98,7 @@ def tick(container: Container, *, catch_up: bool = False) -> Tick:
 
 def status(container: Container) -> list[ProjectionStatus]:
     """Each projection's position and how far it is behind the log's head."""
-    head = container.ledger.recorder.max_notification_id() or 0
+    head = container.ledger.head()
     projector = container.projector
     return [ProjectionStatus(n, projector.position(n), head) for n in projector.names]
 
