@@ -49,6 +49,8 @@ TALLY = (
     "changed_at"
 )
 _COLUMNS = f"business_id, meter_id, customer_id, hour, {TALLY}"
+TALLY_OF_U = ", ".join(f"u.{column.strip()}" for column in TALLY.split(","))
+KEYS_PER_READ = 500  # bucket keys looked up per statement
 UPSERT_BUCKET = (
     f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
     "ON CONFLICT (business_id, meter_id, customer_id, hour) DO UPDATE SET "
@@ -154,25 +156,29 @@ class UsageSQL(TrackedSQL):
         curs.executemany(self._q(UPSERT_BUCKET.format(greatest=self.greatest)), list(rows))
 
     def _merge_existing(self, curs: Any, added: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
-        """``added`` merged with what the buckets already hold (read in the same transaction)."""
-        spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}
-        for business_id, meter_id, _, hour in added:
-            low, high = spans.get((business_id, meter_id), (hour, hour))
-            spans[business_id, meter_id] = (min(low, hour), max(high, hour))
+        """``added`` merged with what the buckets already hold (read in the same
+        transaction), each looked up by its key: the cost follows the buckets a batch
+        touches, not the hours between its earliest and latest event."""
         merged = dict(added)
-        for (business_id, meter_id), (low, high) in spans.items():
-            curs.execute(
-                self._q(
-                    f"SELECT customer_id, hour, {TALLY} FROM usage_buckets "  # noqa: S608
-                    "WHERE business_id = ? AND meter_id = ? AND hour >= ? AND hour <= ?"
-                ),
-                (business_id, meter_id, to_micros(low), to_micros(high)),
-            )
-            for row in tuples(curs):
-                key = (business_id, meter_id, row[0], from_micros(int(row[1])))
-                if key in merged:
-                    merged[key] = bucket_of(row[2:]).merge(merged[key])
+        keys = [(b, m, c, to_micros(h)) for b, m, c, h in added]
+        for first in range(0, len(keys), KEYS_PER_READ):
+            part = keys[first : first + KEYS_PER_READ]
+            for row in self._stored(curs, part):
+                key = (row[0], row[1], row[2], from_micros(int(row[3])))
+                merged[key] = bucket_of(row[4:]).merge(merged[key])
         return merged
+
+    def _stored(self, curs: Any, keys: Sequence[tuple[str, str, str, int]]) -> list[Any]:
+        """The stored rows of these bucket keys (SQLite: a VALUES list joined on the key)."""
+        values = ", ".join("(?, ?, ?, ?)" for _ in keys)
+        curs.execute(
+            f"WITH k (b, m, c, h) AS (VALUES {values}) "  # noqa: S608
+            f"SELECT u.business_id, u.meter_id, u.customer_id, u.hour, {TALLY_OF_U} "
+            "FROM k JOIN usage_buckets u ON u.business_id = k.b AND u.meter_id = k.m "
+            "AND u.customer_id = k.c AND u.hour = k.h",
+            [v for key in keys for v in key],
+        )
+        return tuples(curs)
 
     def snapshot(
         self,
@@ -249,6 +255,17 @@ class PostgresUsageStore(UsageSQL, PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name="usage_tracking")
         self.sql_create_statements.extend(SQL(t).format() for t in TABLES)
+
+    def _stored(self, curs: Any, keys: Sequence[tuple[str, str, str, int]]) -> list[Any]:
+        """The stored rows of these bucket keys, the keys sent as four binary arrays."""
+        curs.execute(
+            f"SELECT u.business_id, u.meter_id, u.customer_id, u.hour, {TALLY_OF_U} "  # noqa: S608
+            "FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[]) AS k (b, m, c, h) "
+            "JOIN usage_buckets u ON u.business_id = k.b AND u.meter_id = k.m "
+            "AND u.customer_id = k.c AND u.hour = k.h",
+            [list(column) for column in zip(*keys, strict=True)],
+        )
+        return tuples(curs)
 
     def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         # COPY: a rebuild writes tens of thousands of buckets at once.
