@@ -23,6 +23,7 @@ from api.routes.invoices import InvoiceController
 from api.routes.meters import MeterController
 from api.routes.products import ProductController
 from api.routes.subscriptions import SubscriptionController
+from api.routes.webhooks import WebhookController
 from infrastructure.bootstrap import Container
 from infrastructure.runtime import Runtime
 
@@ -59,6 +60,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             SubscriptionController,
             InvoiceController,
             CreditEntitlementController,
+            WebhookController,
         ],
         middleware=[
             RequestLogMiddleware,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from application.views import (
     ProductQuery,
     ProductView,
     SubscriptionEntry,
+    WebhookView,
 )
 from domain.credit_entitlement import CreditEntitlement
 from domain.customer import Customer
@@ -38,6 +40,7 @@ from domain.invoice_record import InvoiceRecord
 from domain.meter import Meter
 from domain.product import Product
 from domain.subscription import Subscription
+from domain.webhook import WebhookEndpoint
 
 AggregateAt = Callable[[UUID, int], Aggregate]
 
@@ -52,6 +55,8 @@ class CatalogueChanges:
     subscriptions: list[SubscriptionEntry] = field(default_factory=list)
     entitlements: list[EntitlementView] = field(default_factory=list)
     invoices: list[tuple[int, InvoiceView]] = field(default_factory=list)  # with its position
+    webhooks: list[WebhookView] = field(default_factory=list)
+    deleted_webhooks: list[tuple[str, str]] = field(default_factory=list)  # (business, endpoint)
 
 
 class CatalogueStore(TrackedView, Protocol):
@@ -69,6 +74,12 @@ class CatalogueStore(TrackedView, Protocol):
 
     def subscriptions_of(self, business_id: str, customer_id: str) -> list[SubscriptionEntry]:
         """The customer's subscriptions, oldest first."""
+        ...
+
+    def list_webhooks(
+        self, business_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[WebhookView]:
+        """The business's endpoints, oldest first, after (created_at, endpoint_id)."""
         ...
 
     def invoices_after(self, position: int, limit: int) -> list[tuple[int, InvoiceView]]:
@@ -99,18 +110,27 @@ class CatalogueProjection:
                 changes.entitlements.append(entitlement_view(domain_event))
             elif isinstance(domain_event, Subscription.Created):
                 changes.subscriptions.append(subscription_entry(domain_event))
-            elif isinstance(domain_event, Meter.Event | Product.Event):
+            elif isinstance(domain_event, Meter.Event | Product.Event | WebhookEndpoint.Event):
                 kind = type(domain_event)
                 versions[domain_event.originator_id] = (kind, domain_event.originator_version)
-        for aggregate_id, (kind, version) in versions.items():
-            found = self._aggregate_at(aggregate_id, version)
-            if isinstance(found, Meter):
-                changes.meters.append(meter_view(found))
-            elif isinstance(found, Product):
-                changes.products.append(product_view(found))
-            else:  # pragma: no cover - only meter and product events are collected
-                raise TypeError(f"unexpected {kind.__qualname__}")
+        for aggregate_id, (_, version) in versions.items():
+            add_state(changes, self._aggregate_at(aggregate_id, version))
         self._view.record(changes, tracking, after)
+
+
+def add_state(changes: CatalogueChanges, found: Aggregate) -> None:
+    """The row of an aggregate whose state the catalogue keeps whole, as of the batch."""
+    if isinstance(found, Meter):
+        changes.meters.append(meter_view(found))
+    elif isinstance(found, Product):
+        changes.products.append(product_view(found))
+    elif isinstance(found, WebhookEndpoint):
+        if found.deleted_at is None:
+            changes.webhooks.append(webhook_view(found))
+        else:
+            changes.deleted_webhooks.append((found.business_id, found.endpoint_id))
+    else:  # pragma: no cover - only these kinds are collected
+        raise TypeError(f"unexpected {type(found).__qualname__}")
 
 
 def customer_view(customer: Customer | Customer.Registered) -> CustomerView:
@@ -153,6 +173,22 @@ def product_view(product: Product) -> ProductView:
         price=product.price,
         created_at=product.created_at,
         updated_at=product.updated_at,
+    )
+
+
+def webhook_view(endpoint: WebhookEndpoint) -> WebhookView:
+    return WebhookView(
+        business_id=endpoint.business_id,
+        endpoint_id=endpoint.endpoint_id,
+        url=endpoint.url,
+        description=endpoint.description,
+        disabled=endpoint.disabled,
+        disabled_reason=endpoint.disabled_reason,
+        filter_types=list(endpoint.filter_types),
+        metadata=dict(endpoint.metadata),
+        rate_limit=endpoint.rate_limit,
+        created_at=endpoint.created_at,
+        updated_at=endpoint.updated_at,
     )
 
 

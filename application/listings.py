@@ -27,6 +27,7 @@ from application.views import (
     ProductQuery,
     ProductView,
     UsageEventView,
+    WebhookView,
 )
 from domain.meter import MeterSpec
 
@@ -126,6 +127,13 @@ def meter_usage(
             continue
         return spec, report
     raise UnavailableError(f"meter {meter_id!r} keeps being redefined; try again")
+
+
+def webhooks(
+    reads: Reads, business_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[WebhookView]:
+    reads.fresh(CATALOGUE)
+    return reads.catalogue.list_webhooks(business_id, after, limit)
 
 
 def balances(reads: Reads, query: BalanceQuery) -> JsonRows:

@@ -114,6 +114,21 @@ class EntitlementView:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookView:
+    business_id: str
+    endpoint_id: str
+    url: str
+    description: str
+    disabled: bool
+    disabled_reason: str | None
+    filter_types: list[str]
+    metadata: dict[str, str]
+    rate_limit: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionEntry:
     """A subscription as the catalogue lists it: who, what, since when."""
 

@@ -33,6 +33,7 @@ from infrastructure.store import (
     schema_lock,
     stored_identities,
 )
+from infrastructure.webhook_secrets import WebhookSecretStore
 
 
 def utc_now() -> datetime:
@@ -44,6 +45,7 @@ class Container:
     settings: Settings
     ledger: Ledger
     keys: KeyStore
+    webhook_secrets: WebhookSecretStore
     views: dict[str, Any]  # projection name -> its view
     projector: Projector
     reads: Reads
@@ -67,6 +69,7 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         ledger.recorder.create_table()  # type: ignore[attr-defined]
         views = make_views(datastore, lambda name: projection_sqlite_path(settings, name))
         keys = KeyStore(datastore, placeholder, settings.bootstrap_api_key)
+        webhook_secrets = WebhookSecretStore(datastore, placeholder)
     projector = Projector(
         ledger,
         make_projections(ledger, views),
@@ -83,4 +86,4 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         freshness=projector,
         application_name=ledger.name,
     )
-    return Container(settings, ledger, keys, views, projector, reads, clock)
+    return Container(settings, ledger, keys, webhook_secrets, views, projector, reads, clock)

@@ -6,6 +6,8 @@ the business first, then the filter, then the creation time (newest first).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
@@ -24,6 +26,7 @@ from application.views import (
     ProductQuery,
     ProductView,
     SubscriptionEntry,
+    WebhookView,
 )
 from infrastructure.codec import (
     decode_entitlement,
@@ -31,11 +34,13 @@ from infrastructure.codec import (
     decode_metadata,
     decode_meter,
     decode_product,
+    decode_webhook,
     encode_entitlement,
     encode_invoice,
     encode_metadata,
     encode_meter,
     encode_product,
+    encode_webhook,
     from_micros,
     to_micros,
 )
@@ -83,6 +88,11 @@ TABLES = (
     "ON catalogue_invoices (business_id, cycle_start)",
     "CREATE UNIQUE INDEX IF NOT EXISTS catalogue_invoices_by_position "
     "ON catalogue_invoices (position)",
+    "CREATE TABLE IF NOT EXISTS catalogue_webhooks ("
+    "business_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (business_id, endpoint_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_webhooks_by_time "
+    "ON catalogue_webhooks (business_id, created_at, endpoint_id)",
 )
 NAMES = (
     "catalogue_customers",
@@ -91,6 +101,7 @@ NAMES = (
     "catalogue_subscriptions",
     "catalogue_entitlements",
     "catalogue_invoices",
+    "catalogue_webhooks",
 )
 DROP = tuple(f"DROP TABLE IF EXISTS {name}" for name in NAMES)
 INSERT_CUSTOMER = (
@@ -122,6 +133,12 @@ INSERT_INVOICE = (
     "(business_id, invoice_id, subscription_id, customer_id, cycle_start, position, state) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
+UPSERT_WEBHOOK = (
+    "INSERT INTO catalogue_webhooks (business_id, endpoint_id, created_at, state) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (business_id, endpoint_id) DO UPDATE SET "
+    "state = excluded.state"
+)
+DELETE_WEBHOOK = "DELETE FROM catalogue_webhooks WHERE business_id = ? AND endpoint_id = ?"
 PAGE = "LIMIT ? OFFSET ?"
 
 
@@ -183,6 +200,16 @@ class CatalogueSQL(TrackedSQL):
                         for e in changes.entitlements
                     ],
                 )
+            if changes.webhooks:
+                curs.executemany(
+                    self._q(UPSERT_WEBHOOK),
+                    [
+                        (w.business_id, w.endpoint_id, to_micros(w.created_at), encode_webhook(w))
+                        for w in changes.webhooks
+                    ],
+                )
+            if changes.deleted_webhooks:
+                curs.executemany(self._q(DELETE_WEBHOOK), changes.deleted_webhooks)
             if changes.invoices:
                 curs.executemany(
                     self._q(INSERT_INVOICE),
@@ -199,6 +226,17 @@ class CatalogueSQL(TrackedSQL):
                         for position, i in changes.invoices
                     ],
                 )
+
+    def list_webhooks(
+        self, business_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[WebhookView]:
+        statement = "SELECT state FROM catalogue_webhooks WHERE business_id = ?"
+        params: list[object] = [business_id]
+        if after is not None:
+            statement += " AND (created_at, endpoint_id) > (?, ?)"
+            params += [to_micros(after[0]), after[1]]
+        statement += " ORDER BY created_at, endpoint_id LIMIT ?"
+        return [decode_webhook(row[0]) for row in self._fetch(statement, [*params, limit])]
 
     def list_customers(self, query: CustomerQuery) -> list[CustomerView]:
         where: list[str] = ["business_id = ?"]

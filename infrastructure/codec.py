@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from application.views import EntitlementView, InvoiceView, MeterView, ProductView
+from application.views import EntitlementView, InvoiceView, MeterView, ProductView, WebhookView
 from domain.metadata import Metadata
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -140,3 +140,17 @@ def decode_entitlement(raw: str | bytes) -> EntitlementView:
     return EntitlementView(
         state.business_id, state.entitlement_id, state.settings, state.created_at
     )
+
+
+_webhook_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def encode_webhook(view: WebhookView) -> str:
+    return _encoder.encode({f: getattr(view, f) for f in WebhookView.__dataclass_fields__}).decode()
+
+
+def decode_webhook(raw: str | bytes) -> WebhookView:
+    state = _webhook_decoder.decode(raw)
+    for name in ("created_at", "updated_at"):
+        state[name] = datetime.fromisoformat(state[name])
+    return WebhookView(**state)
