@@ -165,7 +165,14 @@ def finalize_cycle(
             return existing
         plan = plan_cycle(ledger, reads, business_id, subscription_id, cycle_index, now)
         record = _record(reads, plan, invoice_id, now)
-        settle(plan.accounts, invoice_id, json.loads(record.document), record.cycle_end)
+        settle(
+            plan.accounts,
+            invoice_id,
+            json.loads(record.document),
+            record.cycle_end,
+            subscription_id=subscription_id,
+            cycle_index=cycle_index,
+        )
         changed = [record, plan.subscription, *plan.meters, *plan.accounts.changed()]
         try:
             ledger.save(*(a for a in changed if a.pending_events))

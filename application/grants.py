@@ -25,7 +25,12 @@ from decimal import Decimal
 from typing import Any
 
 from application.ledger import Ledger
-from domain.credit_account import CreditAccount, account_aggregate_id, cycle_grant_id
+from domain.credit_account import (
+    CreditAccount,
+    account_aggregate_id,
+    cycle_grant_id,
+    cycle_key,
+)
 from domain.credits import CreditTerms, Grant
 from domain.cycles import Cycle, cycle
 from domain.invoice_record import invoice_aggregate_id, invoice_id_of
@@ -64,6 +69,9 @@ class AccountSet:
         if loaded is not None:
             self._accounts[entitlement_id] = loaded
         return loaded
+
+    def loaded(self) -> list[CreditAccount]:
+        return list(self._accounts.values())
 
     def changed(self) -> list[CreditAccount]:
         """The accounts that hold events not saved yet."""
@@ -215,16 +223,43 @@ def drawn_grants(document: Mapping[str, Any], start: datetime) -> dict[str, list
 
 
 def settle(
-    accounts: AccountSet, invoice_id: str, document: Mapping[str, Any], at: datetime
+    accounts: AccountSet,
+    invoice_id: str,
+    document: Mapping[str, Any],
+    at: datetime,
+    *,
+    subscription_id: str,
+    cycle_index: int,
 ) -> None:
-    """Apply a finalized invoice's draws and overage to the accounts they came from.
+    """Apply a finalized invoice's draws and overage to the accounts they came from,
+    in place of what the cycle drew provisionally.
 
     The invoice was folded from these same account versions, so every draw fits;
     saving them with the invoice record in one transaction makes both or neither.
     """
     for entitlement_id, (drawn, overage, billed) in settlements(document).items():
         account = accounts.get(entitlement_id, at)
-        account.settle(invoice_id, drawn, overage, billed, at)
+        account.settle(
+            invoice_id,
+            drawn,
+            overage,
+            billed,
+            at,
+            subscription_id=subscription_id,
+            cycle_index=cycle_index,
+        )
+    key = cycle_key(subscription_id, cycle_index)
+    for account in accounts.loaded():  # drew provisionally, and at the cut nothing
+        if key in account.provisional and invoice_id not in account.settled:
+            account.settle(
+                invoice_id,
+                [],
+                Decimal(0),
+                Decimal(0),
+                at,
+                subscription_id=subscription_id,
+                cycle_index=cycle_index,
+            )
 
 
 def settlements(

@@ -72,6 +72,11 @@ class UsageLogStore(TrackedView, Protocol):
         after log position ``after``."""
         ...
 
+    def customers_changed(self, after: int, until: int, limit: int) -> list[tuple[str, str, int]]:
+        """(business, customer, first position) of the customers an event of whose was
+        recorded or voided in ``(after, until]``, in the order they first changed."""
+        ...
+
     def label_at(self, position: int) -> str | None:
         """The usage event recorded at ``position``, for a person; None if none was."""
         ...

@@ -9,8 +9,18 @@ says. Amounts are exact Decimals at the entitlement's precision.
 
 - A cycle's grant has a deterministic id (subscription, entitlement, cycle),
   so granting it twice changes nothing.
+- ``draw`` records what an open (not yet finalized) cycle has drawn so far, as
+  its usage arrives: provisional, the cycle's total per grant and its overage
+  each time, so the balance shows credit as it is used. A change of that total
+  is one ledger entry (``credit_deducted``; credits given back if it fell, after
+  a void, with ``is_credit``), and a change of the overage one
+  ``overage_charged``.
 - ``settle`` records what a finalized invoice drew (``domain.credits.cover``)
-  and its overage, which is billed or forgiven, then reset, at once.
+  and its overage, which is billed or forgiven, then reset, at once; what the
+  cycle drew provisionally is reconciled, so each credit is deducted once.
+  A cycle's fold reads the grants as they were before its own provisional
+  draws and those of later cycles (``usable_grants``): what it draws does not
+  depend on when the provisional draws were recorded.
 - ``expire`` ends a grant: its remaining balance rolls over by the terms'
   ``RolloverRule`` into a new grant (``source_type`` ``rollover``, its
   ``rollover_count`` one more) and the rest is forfeited, or all of it expires.
@@ -51,6 +61,19 @@ def rollover_grant_id(parent_grant_id: str) -> str:
 
 def entry_id_of(account: UUID, sequence: int) -> str:
     return f"cle_{uuid5(CREDIT_NAMESPACE, f'{account}{_SEP}{sequence}').hex[:24]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Provisional:
+    """What an open cycle has drawn so far: per grant, and its overage."""
+
+    cycle_start: datetime
+    draws: dict[str, Decimal]
+    overage: Decimal
+
+
+def cycle_key(subscription_id: str, cycle_index: int) -> str:
+    return f"{subscription_id}{_SEP}{cycle_index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +143,24 @@ class CreditAccount(Aggregate):
         metadata: dict[str, Any] | None
         idempotency_key: str | None
 
+    class Drawn(Aggregate.Event):
+        """An open cycle's draws so far (totals, not changes) and its overage."""
+
+        subscription_id: str
+        cycle_index: int
+        cycle_start: datetime
+        draws: list[tuple[str, Decimal]]
+        overage: Decimal
+        at: datetime
+
     class Settled(Aggregate.Event):
         invoice_id: str
         deductions: list[tuple[str, Decimal]]
         overage: Decimal
         overage_billed: Decimal  # of ``overage``, credits billed on the invoice
         at: datetime
+        subscription_id: str = ""  # the cycle settled: its provisional draws end
+        cycle_index: int = -1
 
     class Expired(Aggregate.Event):
         grant_id: str
@@ -149,6 +184,8 @@ class CreditAccount(Aggregate):
         self.entries: list[LedgerEntry] = []
         self.settled: set[str] = set()
         self.keys: dict[str, str] = {}  # idempotency key -> entry id
+        self.provisional: dict[str, Provisional] = {}  # cycle_key -> what it drew so far
+        self.overage = _ZERO  # the open cycles' provisional overage
 
     @staticmethod
     def create_id(business_id: str, entitlement_id: str, customer_id: str) -> UUID:
@@ -160,15 +197,24 @@ class CreditAccount(Aggregate):
         return canonical_number(sum(live, _ZERO))
 
     def usable_grants(self, start: datetime, end: datetime) -> list[Grant]:
-        """Grants with credit left that a cycle from ``start`` to ``end`` may draw on."""
-        return [
-            s.grant
-            for s in self.grants.values()
-            if not s.expired
-            and s.grant.balance > 0
-            and s.grant.granted_at < end
-            and (s.grant.expires_at is None or s.grant.expires_at > start)
-        ]
+        """Grants with credit left that a cycle from ``start`` to ``end`` may draw on,
+        as they were before the provisional draws of that cycle and later ones."""
+        back: dict[str, Decimal] = {}
+        for provisional in self.provisional.values():
+            if provisional.cycle_start >= start:
+                for grant_id, credits in provisional.draws.items():
+                    back[grant_id] = back.get(grant_id, _ZERO) + credits
+        found = []
+        for grant_id, s in self.grants.items():
+            balance = canonical_number(s.grant.balance + back.get(grant_id, _ZERO))
+            if (
+                not s.expired
+                and balance > 0
+                and s.grant.granted_at < end
+                and (s.grant.expires_at is None or s.grant.expires_at > start)
+            ):
+                found.append(replace(s.grant, balance=balance))
+        return found
 
     def entry_for(self, idempotency_key: str) -> LedgerEntry | None:
         entry_id = self.keys.get(idempotency_key)
@@ -229,6 +275,33 @@ class CreditAccount(Aggregate):
         deductions = [(d.grant_id, d.units) for d in drawdown.deductions]
         self._on_debited(amount, deductions, at, reason, metadata, idempotency_key)
 
+    def draw(
+        self,
+        subscription_id: str,
+        cycle_index: int,
+        cycle_start: datetime,
+        draws: list[tuple[str, Decimal]],
+        overage: Decimal,
+        at: datetime,
+    ) -> bool:
+        """Record an open cycle's draws so far (its totals); False when unchanged."""
+        key = cycle_key(subscription_id, cycle_index)
+        before = self.provisional.get(key)
+        wanted = {grant_id: canonical_number(credits) for grant_id, credits in draws if credits}
+        if before is not None and (before.draws, before.overage) == (wanted, overage):
+            return False
+        if before is None and not wanted and not overage:
+            return False
+        for grant_id, credits in wanted.items():
+            state = self.grants.get(grant_id)
+            drawn = before.draws.get(grant_id, _ZERO) if before else _ZERO
+            if state is None or state.expired or state.grant.balance + drawn < credits:
+                raise InvalidCreditError(f"cycle {key!r} draws more than grant {grant_id}")
+        self._on_drawn(
+            subscription_id, cycle_index, cycle_start, sorted(wanted.items()), overage, at
+        )
+        return True
+
     def settle(
         self,
         invoice_id: str,
@@ -236,19 +309,27 @@ class CreditAccount(Aggregate):
         overage: Decimal,
         overage_billed: Decimal,
         at: datetime,
+        *,
+        subscription_id: str = "",
+        cycle_index: int = -1,
     ) -> bool:
         """Record what a finalized invoice drew; once per invoice.
 
-        The invoice was folded from this account's grants as they stand, so every
-        deduction fits; one that does not means it was folded from another state.
+        The invoice was folded from this account's grants as they were before the
+        cycle's provisional draws, so every deduction fits once those are given
+        back; one that does not means it was folded from another state.
         """
         if invoice_id in self.settled:
             return False
+        provisional = self.provisional.get(cycle_key(subscription_id, cycle_index))
         for grant_id, credits in deductions:
             state = self.grants.get(grant_id)
-            if state is None or state.expired or state.grant.balance < credits:
+            drawn = provisional.draws.get(grant_id, _ZERO) if provisional else _ZERO
+            if state is None or state.expired or state.grant.balance + drawn < credits:
                 raise InvalidCreditError(f"invoice {invoice_id} draws more than grant {grant_id}")
-        self._on_settled(invoice_id, deductions, overage, overage_billed, at)
+        self._on_settled(
+            invoice_id, deductions, overage, overage_billed, at, subscription_id, cycle_index
+        )
         return True
 
     def expire(
@@ -374,6 +455,75 @@ class CreditAccount(Aggregate):
             idempotency_key=idempotency_key,
         )
 
+    @event(Drawn)
+    def _on_drawn(
+        self,
+        subscription_id: str,
+        cycle_index: int,
+        cycle_start: datetime,
+        draws: list[tuple[str, Decimal]],
+        overage: Decimal,
+        at: datetime,
+    ) -> None:
+        key = cycle_key(subscription_id, cycle_index)
+        before = self.provisional.get(key) or Provisional(cycle_start, {}, _ZERO)
+        wanted = {grant_id: Decimal(credits) for grant_id, credits in draws}
+        reference = f"{subscription_id}:{cycle_index}"
+        self._redraw(before.draws, wanted, at, reference, "subscription_cycle")
+        self._reovercharge(before.overage, Decimal(overage), at, reference)
+        self.provisional[key] = Provisional(cycle_start, wanted, Decimal(overage))
+
+    def _redraw(
+        self,
+        before: dict[str, Decimal],
+        after: dict[str, Decimal],
+        at: datetime,
+        reference: str,
+        reference_type: str,
+    ) -> None:
+        """Move the grants from ``before``'s draws to ``after``'s: one entry for the change."""
+        changes = {
+            grant_id: after.get(grant_id, _ZERO) - before.get(grant_id, _ZERO)
+            for grant_id in sorted(set(before) | set(after))
+        }
+        changes = {grant_id: change for grant_id, change in changes.items() if change}
+        if not changes:
+            return
+        balance_before = (self.balance, self.overage)
+        for grant_id, change in changes.items():
+            self._take(grant_id, change, at)
+        total = canonical_number(sum(changes.values(), _ZERO))
+        if not total:
+            return  # moved between grants, the balance the same
+        self._entry(
+            "credit_deducted",
+            abs(total),
+            balance_before,
+            at,
+            is_credit=total < 0,
+            overage_after=self.overage,
+            grant_id=next(iter(changes)) if len(changes) == 1 else None,
+            reference_type=reference_type,
+            reference_id=reference,
+        )
+
+    def _reovercharge(self, before: Decimal, after: Decimal, at: datetime, reference: str) -> None:
+        change = canonical_number(after - before)
+        if not change:
+            return
+        overage_before = self.overage
+        self.overage = canonical_number(self.overage + change)
+        self._entry(
+            "overage_charged",
+            abs(change),
+            (self.balance, overage_before),
+            at,
+            is_credit=change < 0,
+            overage_after=self.overage,
+            reference_type="subscription_cycle",
+            reference_id=reference,
+        )
+
     @event(Settled)
     def _on_settled(
         self,
@@ -382,40 +532,59 @@ class CreditAccount(Aggregate):
         overage: Decimal,
         overage_billed: Decimal,
         at: datetime,
+        subscription_id: str = "",
+        cycle_index: int = -1,
     ) -> None:
         self.settled.add(invoice_id)
+        provisional = self.provisional.pop(cycle_key(subscription_id, cycle_index), None)
+        drawn = {} if provisional is None else provisional.draws
+        final: dict[str, Decimal] = {}
         for grant_id, credits in deductions:
-            before = (self.balance, _ZERO)
-            self._take(grant_id, credits, at)
+            final[grant_id] = final.get(grant_id, _ZERO) + Decimal(credits)
+        order = [grant_id for grant_id, _ in deductions] + sorted(set(drawn) - set(final))
+        for grant_id in dict.fromkeys(order):  # in the drawdown order, each grant once
+            change = final.get(grant_id, _ZERO) - drawn.get(grant_id, _ZERO)
+            if not change:
+                continue
+            before = (self.balance, self.overage)
+            self._take(grant_id, change, at)
             self._entry(
                 "credit_deducted",
-                credits,
+                abs(change),
                 before,
                 at,
-                is_credit=False,
+                is_credit=change < 0,
+                overage_after=self.overage,
                 grant_id=grant_id,
                 reference_type="invoice",
                 reference_id=invoice_id,
             )
-        if overage:
-            balance = self.balance
+        provisional_overage = _ZERO if provisional is None else provisional.overage
+        extra = canonical_number(Decimal(overage) - provisional_overage)
+        if extra:
+            overage_before = self.overage
+            self.overage = canonical_number(self.overage + extra)
             self._entry(
                 "overage_charged",
-                overage,
-                (balance, _ZERO),
+                abs(extra),
+                (self.balance, overage_before),
                 at,
-                is_credit=False,
-                overage_after=canonical_number(overage),
+                is_credit=extra < 0,
+                overage_after=self.overage,
                 reference_type="invoice",
                 reference_id=invoice_id,
-                description=_overage_text(overage, overage_billed),
+                description=_overage_text(Decimal(overage), Decimal(overage_billed)),
             )
+        if overage:
+            overage_before = self.overage
+            self.overage = canonical_number(self.overage - Decimal(overage))
             self._entry(
                 "overage_reset",
-                overage,
-                (balance, canonical_number(overage)),
+                Decimal(overage),
+                (self.balance, overage_before),
                 at,
                 is_credit=True,
+                overage_after=self.overage,
                 reference_type="invoice",
                 reference_id=invoice_id,
             )

@@ -24,6 +24,7 @@ from application.reads import (
     Reads,
 )
 from domain.usage import TimeWindow
+from infrastructure.cursors import TrackedCursor
 from infrastructure.keys import KeyStore
 from infrastructure.projections import make_projections, make_views
 from infrastructure.settings import Settings
@@ -46,6 +47,7 @@ class Container:
     ledger: Ledger
     keys: KeyStore
     webhook_secrets: WebhookSecretStore
+    live_cursor: TrackedCursor
     views: dict[str, Any]  # projection name -> its view
     projector: Projector
     reads: Reads
@@ -70,6 +72,9 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         views = make_views(datastore, lambda name: projection_sqlite_path(settings, name))
         keys = KeyStore(datastore, placeholder, settings.bootstrap_api_key)
         webhook_secrets = WebhookSecretStore(datastore, placeholder)
+        live_cursor = TrackedCursor(
+            datastore, "live_credits", projection_sqlite_path(settings, "live_credits"), ledger.name
+        )
     projector = Projector(
         ledger,
         make_projections(ledger, views),
@@ -86,4 +91,6 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         freshness=projector,
         application_name=ledger.name,
     )
-    return Container(settings, ledger, keys, webhook_secrets, views, projector, reads, clock)
+    return Container(
+        settings, ledger, keys, webhook_secrets, live_cursor, views, projector, reads, clock
+    )

@@ -83,7 +83,7 @@ class CreditSQL(TrackedSQL):
                         *key,
                         str(account.id),
                         _text(account.balance),
-                        "0",
+                        _text(account.overage),
                         to_micros(account.opened_at),
                         to_micros(account.updated_at),
                         None

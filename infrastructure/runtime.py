@@ -15,6 +15,7 @@ import structlog
 from eventsourcing.postgres import PostgresDatastore
 
 from application.billing_tasks import Tick, run_due
+from application.live_credits import draw_live
 from domain.invoice_record import InvoiceRecord
 from infrastructure.bootstrap import Container
 
@@ -39,6 +40,7 @@ class Runtime:
         self.container = container
         self._billing_stop = threading.Event()
         self._billing: threading.Thread | None = None
+        self._live: threading.Thread | None = None
 
     def start(self, *, projections: bool = True, billing: bool = True) -> None:
         if projections:
@@ -47,6 +49,9 @@ class Runtime:
             self._billing_stop.clear()
             self._billing = threading.Thread(target=self._bill, name="billing", daemon=True)
             self._billing.start()
+            if self.container.settings.live_credit_seconds > 0:
+                self._live = threading.Thread(target=self._draw, name="live-credit", daemon=True)
+                self._live.start()
 
     def _bill(self) -> None:
         interval = self.container.settings.billing_interval_seconds
@@ -64,11 +69,20 @@ class Runtime:
                     expired=done.expired,
                 )
 
+    def _draw(self) -> None:
+        interval = self.container.settings.live_credit_seconds
+        while not self._billing_stop.wait(interval):
+            try:
+                draw_live_now(self.container)
+            except Exception as error:  # noqa: BLE001 - try again next time
+                log.warning("live_credit_failed", error=str(error)[:500])
+
     def stop(self) -> None:
         self._billing_stop.set()
-        if self._billing is not None:
-            self._billing.join(timeout=15)
-            self._billing = None
+        for thread in (self._billing, self._live):
+            if thread is not None:
+                thread.join(timeout=15)
+        self._billing = self._live = None
         self.container.projector.stop()
 
 
@@ -93,6 +107,13 @@ def tick(container: Container, *, catch_up: bool = False) -> Tick:
         now=container.clock(),
         grace=container.settings.invoice_grace,
         catch_up=catch_up_here if catch_up else None,
+    )
+
+
+def draw_live_now(container: Container) -> int:
+    """One look at the usage since the last: open cycles' credit drawn; accounts changed."""
+    return draw_live(
+        container.ledger, container.reads, container.live_cursor, now=container.clock()
     )
 
 

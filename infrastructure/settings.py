@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     read_wait_seconds: float = 5.0
     invoice_grace: timedelta = timedelta(hours=1)
     billing_interval_seconds: float = 60.0
+    live_credit_seconds: float = 2.0  # how often open cycles' credit is drawn; 0: never
 
     @property
     def is_postgres(self) -> bool:
@@ -61,6 +62,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if raw := env.get(name, "").strip():
                 values[field] = parse_duration(name, raw)
+        if raw := env.get("LEDGER_LIVE_CREDIT_SECONDS", "").strip():
+            try:
+                values["live_credit_seconds"] = float(raw)
+            except ValueError:
+                raise ConfigError("LEDGER_LIVE_CREDIT_SECONDS must be seconds (0: never)") from None
         if fmt := env.get("LEDGER_LOG_FORMAT", "").strip():
             if fmt not in ("auto", "json", "console"):
                 raise ConfigError("LEDGER_LOG_FORMAT must be one of auto, json, console")

@@ -47,6 +47,7 @@ def tables(position_type: str) -> tuple[str, ...]:
         "voided_at BIGINT NOT NULL, reason TEXT, customer_id TEXT NOT NULL, "
         "event_name TEXT NOT NULL, ts BIGINT NOT NULL, PRIMARY KEY (business_id, event_id))",
         "CREATE INDEX IF NOT EXISTS usage_voids_by_time ON usage_voids (business_id, ts)",
+        "CREATE INDEX IF NOT EXISTS usage_voids_by_position ON usage_voids (position)",
         "CREATE INDEX IF NOT EXISTS usage_voids_by_customer "
         "ON usage_voids (business_id, customer_id, ts)",
         "CREATE INDEX IF NOT EXISTS usage_voids_by_name "
@@ -266,6 +267,18 @@ class UsageLogSQL(TrackedSQL):
             [business_id, customer_id, to_micros(start), to_micros(end), after, after],
         )
         return bool(rows)
+
+    def customers_changed(self, after: int, until: int, limit: int) -> list[tuple[str, str, int]]:
+        rows = self._fetch(
+            "SELECT business_id, customer_id, MIN(position) AS first FROM ("
+            "SELECT business_id, customer_id, position FROM usage_events "
+            "WHERE position > ? AND position <= ? UNION ALL "
+            "SELECT business_id, customer_id, position FROM usage_voids "
+            "WHERE position > ? AND position <= ?) AS changed "
+            "GROUP BY business_id, customer_id ORDER BY first LIMIT ?",
+            [after, until, after, until, limit],
+        )
+        return [(str(b), str(c), int(p)) for b, c, p in rows]
 
     def label_at(self, position: int) -> str | None:
         rows = self._fetch(

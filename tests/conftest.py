@@ -82,6 +82,7 @@ def settings(store_url: str) -> Settings:
         database_url=store_url,
         bootstrap_api_key=BOOTSTRAP_KEY,
         follower_poll_seconds=0.01,
+        live_credit_seconds=0,  # a test draws live credit when it means to
     )
 
 
