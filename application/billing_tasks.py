@@ -8,7 +8,9 @@ Each round reads the due entries with one indexed query
 - ``finalize``: a cycle ended the grace period ago; it and any later due cycle
   of the subscription are finalized, in order;
 - ``expire``: a credit grant expired the grace period ago; it is ended (rolling
-  over what its terms allow) once no cycle that may draw on it is open.
+  over what its terms allow) once no cycle that may draw on it is open;
+- ``end``: a subscription's cancellation took effect, or its term ran out: that
+  it ended is recorded (``Subscription.Ended``).
 
 Every task is idempotent (deterministic ids, versions), so two loops, or a
 loop and ``ledger billing close``, may run at once. Once a task has written,
@@ -48,6 +50,7 @@ class Tick:
     finalized: list[InvoiceRecord] = field(default_factory=list)
     renewed: int = 0
     expired: int = 0
+    ended: int = 0
     rounds: int = 0
 
 
@@ -97,9 +100,27 @@ def _run(
         done = finalize_due(ledger, reads, aggregate_id, entry.cycle_index, now, grace, head)
         tick.finalized.extend(done)
         return bool(done)
-    ended = expire_grant(ledger, reads, UUID(entry.aggregate_id), entry.grant_id)
-    tick.expired += ended
-    return ended
+    if entry.kind is Due.END:
+        ended = end_subscription(ledger, UUID(entry.aggregate_id), now)
+        tick.ended += ended
+        return ended
+    expired = expire_grant(ledger, reads, UUID(entry.aggregate_id), entry.grant_id)
+    tick.expired += expired
+    return expired
+
+
+def end_subscription(ledger: Ledger, aggregate_id: UUID, now: datetime) -> bool:
+    """Record that the subscription has ended, once its end has come."""
+    for _ in range(MAX_SAVE_ATTEMPTS):
+        subscription = ledger.load(Subscription, aggregate_id)
+        if subscription is None or not subscription.end(now):
+            return False
+        try:
+            ledger.save(subscription)
+        except IntegrityError:
+            continue
+        return True
+    raise ConflictRetryExhaustedError("the subscription kept changing under its end")
 
 
 def finalize_due(

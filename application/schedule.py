@@ -44,9 +44,17 @@ class Billed:
     started_at: datetime
     interval: str
     interval_count: int
-    ends_at: datetime | None = None
+    cancelled_at: datetime | None = None  # when a cancellation takes effect
     renewed_through: int = 0
     next_to_finalize: int = 0
+    term_ends_at: datetime | None = None
+    ended: bool = False
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When it ends: a cancellation taking effect, or its term running out."""
+        ends = [t for t in (self.cancelled_at, self.term_ends_at) if t is not None]
+        return min(ends, default=None)
 
     def _billed(self, index: int) -> Cycle | None:
         """Cycle ``index``, if it is billed (it begins before a cancellation ends it)."""
@@ -59,8 +67,11 @@ class Billed:
         return found
 
     def entries(self) -> list[DueEntry]:
-        """RENEW when the next cycle begins, FINALIZE when the next to finalize ends."""
+        """RENEW when the next cycle begins, FINALIZE when the next to finalize ends,
+        END when the subscription ends."""
         due = []
+        if self.ends_at is not None and not self.ended:
+            due.append(DueEntry(Due.END, self.aggregate_id, self.ends_at))
         renew = self._billed(self.renewed_through + 1)
         if renew is not None:
             due.append(DueEntry(Due.RENEW, self.aggregate_id, renew.start, renew.index))
@@ -138,7 +149,7 @@ class ScheduleProjection:
             entries = billed.entries()
             changes.entries.extend(entries)
             kept = {entry.key for entry in entries}
-            for kind in (Due.RENEW, Due.FINALIZE):
+            for kind in (Due.RENEW, Due.FINALIZE, Due.END):
                 if (int(kind), aggregate_id, "") not in kept:
                     changes.removed.append((int(kind), aggregate_id, ""))
         for account_id, account in accounts.items():
@@ -204,14 +215,18 @@ def _apply(known: dict[str, Billed], e: Subscription.Event | InvoiceRecord.Final
         return [aggregate_id]
     aggregate_id = str(e.originator_id)
     if isinstance(e, Subscription.Created):
-        known[aggregate_id] = Billed(aggregate_id, e.started_at, e.interval, e.interval_count)
+        known[aggregate_id] = Billed(
+            aggregate_id, e.started_at, e.interval, e.interval_count, term_ends_at=e.term_ends_at
+        )
         return [aggregate_id]
     billed = known[aggregate_id]
     if isinstance(e, Subscription.Renewed):
         billed = replace(billed, renewed_through=max(billed.renewed_through, e.cycle_index))
     elif isinstance(e, Subscription.CancellationScheduled):
-        billed = replace(billed, ends_at=billed.ended_by(e.requested_at))
+        billed = replace(billed, cancelled_at=billed.ended_by(e.requested_at))
     elif isinstance(e, Subscription.CancellationWithdrawn):
-        billed = replace(billed, ends_at=None)
+        billed = replace(billed, cancelled_at=None)
+    elif isinstance(e, Subscription.Ended):
+        billed = replace(billed, ended=True)
     known[aggregate_id] = billed
     return [aggregate_id]

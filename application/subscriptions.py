@@ -97,6 +97,7 @@ def create_subscription(
         metadata=validate_metadata(metadata),
         payment=dict(payment),
         created_at=now,
+        term_ends_at=product.term_end(started_at),
     )
     # The cycles begun already (a start in the past) and their credit, with the subscription.
     accounts = AccountSet(ledger, business_id, customer_id)

@@ -145,6 +145,7 @@ class Due(IntEnum):
     RENEW = 0  # a subscription's next cycle begins: its credit grants are given
     FINALIZE = 1  # a cycle has ended: its invoice is finalized (after the grace)
     EXPIRE = 2  # a credit grant has expired: it is ended, rolling over what it may
+    END = 3  # a subscription's cancellation took effect, or its term ran out
 
 
 @dataclass(frozen=True, slots=True)

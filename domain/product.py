@@ -25,8 +25,8 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.credit_entitlement import terms_from_wire
 from domain.credits import CreditLink
-from domain.cycles import Interval
-from domain.errors import InvalidCreditError, InvalidPriceError, InvalidProductError
+from domain.cycles import Interval, cycle
+from domain.errors import DomainError, InvalidCreditError, InvalidPriceError, InvalidProductError
 from domain.metadata import Metadata
 from domain.pricing import MeterPrice, UsagePrice
 from domain.text import is_storable
@@ -254,11 +254,26 @@ class Product(Aggregate):
 
         A moment before the product existed gets its first price.
         """
+        return usage_price_of(self.wire_price_at(moment))
+
+    def wire_price_at(self, moment: datetime) -> dict[str, Any]:
+        """The price in force at ``moment`` as its wire fields (``price_at``'s source)."""
         current = self.prices[0][1]
         for since, price in self.prices:
             if since <= moment:
                 current = price
-        return usage_price_of(current)
+        return current
+
+    def term_end(self, started_at: datetime) -> datetime | None:
+        """When a subscription started at ``started_at`` ends its term (the price's
+        ``subscription_period``); None when the term lies past what a date can hold."""
+        price = self.wire_price_at(started_at)
+        interval = Interval(price.get("subscription_period_interval", "Year"))
+        count = int(price.get("subscription_period_count", MAX_SUBSCRIPTION_YEARS))
+        try:
+            return cycle(started_at, interval, count, 0).end
+        except DomainError:
+            return None
 
     def update(
         self,

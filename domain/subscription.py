@@ -58,12 +58,19 @@ class Subscription(Aggregate):
         metadata: Metadata
         payment: dict[str, Any]
         created_at: datetime
+        term_ends_at: datetime | None = None  # the price's subscription period, from the start
 
     class Renewed(Aggregate.Event):
         """Cycle ``cycle_index`` (1 or more) has begun, at ``cycle_start``."""
 
         cycle_index: int
         cycle_start: datetime
+
+    class Ended(Aggregate.Event):
+        """The subscription has ended: cancelled at a period end, or its term expired."""
+
+        reason: str  # cancelled, expired
+        ended_at: datetime
 
     class CancellationScheduled(Aggregate.Event):
         requested_at: datetime
@@ -87,6 +94,7 @@ class Subscription(Aggregate):
         metadata: Metadata,
         payment: dict[str, Any],
         created_at: datetime,
+        term_ends_at: datetime | None = None,
     ) -> None:
         self.business_id = business_id
         self.subscription_id = subscription_id
@@ -103,6 +111,8 @@ class Subscription(Aggregate):
         self.cancel_requested_at: datetime | None = None
         self.cancellation_comment: str | None = None
         self.renewed_through = 0  # the last cycle begun; the first begins with the subscription
+        self.term_ends_at = term_ends_at
+        self.ended: str | None = None  # why it ended, once it has
 
     @staticmethod
     def create_id(business_id: str, subscription_id: str) -> UUID:
@@ -119,10 +129,33 @@ class Subscription(Aggregate):
 
     @property
     def ends_at(self) -> datetime | None:
-        """When the subscription ends: the end of the cycle cancellation was asked in."""
-        if self.cancel_requested_at is None:
-            return None
-        return self.cycle_at(self.cancel_requested_at).end
+        """When the subscription ends: the end of the cycle cancellation was asked in, or
+        its term's end, whichever comes first."""
+        ends = [self.term_ends_at] if self.term_ends_at is not None else []
+        if self.cancel_requested_at is not None:
+            ends.append(self.cycle_at(self.cancel_requested_at).end)
+        return min(ends, default=None)
+
+    @property
+    def end_reason(self) -> str:
+        """Why it ends at ``ends_at``: a cancellation, or the end of its term."""
+        requested = self.cancel_requested_at
+        if requested is not None and self.ends_at == self.cycle_at(requested).end:
+            return "cancelled"
+        return "expired"
+
+    def end(self, at: datetime) -> bool:
+        """Record that it has ended (at ``ends_at``, once ``at`` is past it); False if not."""
+        ends_at = self.ends_at
+        if self.ended is not None or ends_at is None or at < ends_at:
+            return False
+        self._on_ended(self.end_reason, ends_at)
+        return True
+
+    @event(Ended)
+    def _on_ended(self, reason: str, ended_at: datetime) -> None:
+        del ended_at
+        self.ended = reason
 
     def bills(self, index: int) -> bool:
         """Whether cycle ``index`` is billed: it begins before a cancellation takes effect."""
@@ -145,7 +178,9 @@ class Subscription(Aggregate):
 
     def status(self, now: datetime) -> str:
         ends_at = self.ends_at
-        return "cancelled" if ends_at is not None and now >= ends_at else "active"
+        if ends_at is not None and now >= ends_at:
+            return "cancelled" if self.end_reason == "cancelled" else "expired"
+        return "active"
 
     def cancel_at_period_end(self, comment: str | None, at: datetime) -> None:
         ends_at = self.ends_at
@@ -156,7 +191,7 @@ class Subscription(Aggregate):
 
     def withdraw_cancellation(self, at: datetime) -> None:
         ends_at = self.ends_at
-        if ends_at is None:
+        if ends_at is None or self.cancel_requested_at is None:
             return
         if at >= ends_at:
             raise InvalidSubscriptionError("the subscription has already ended")

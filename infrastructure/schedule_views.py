@@ -23,7 +23,7 @@ TABLES = (
     "CREATE TABLE IF NOT EXISTS schedule_subscriptions ("
     "aggregate_id TEXT PRIMARY KEY, started_at BIGINT NOT NULL, interval TEXT NOT NULL, "
     "interval_count BIGINT NOT NULL, ends_at BIGINT, renewed_through BIGINT NOT NULL, "
-    "next_to_finalize BIGINT NOT NULL)",
+    "next_to_finalize BIGINT NOT NULL, term_ends_at BIGINT, ended BOOLEAN NOT NULL)",
     "CREATE TABLE IF NOT EXISTS schedule_due ("
     "kind BIGINT NOT NULL, aggregate_id TEXT NOT NULL, grant_id TEXT NOT NULL, "
     "due_at BIGINT NOT NULL, cycle_index BIGINT NOT NULL, "
@@ -34,9 +34,11 @@ NAMES = ("schedule_subscriptions", "schedule_due")
 DROP = tuple(f"DROP TABLE IF EXISTS {name}" for name in NAMES)
 UPSERT_SUBSCRIPTION = (
     "INSERT INTO schedule_subscriptions (aggregate_id, started_at, interval, interval_count, "
-    "ends_at, renewed_through, next_to_finalize) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ends_at, renewed_through, next_to_finalize, term_ends_at, ended) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (aggregate_id) DO UPDATE SET ends_at = excluded.ends_at, "
-    "renewed_through = excluded.renewed_through, next_to_finalize = excluded.next_to_finalize"
+    "renewed_through = excluded.renewed_through, next_to_finalize = excluded.next_to_finalize, "
+    "ended = excluded.ended"
 )
 UPSERT_DUE = (
     "INSERT INTO schedule_due (kind, aggregate_id, grant_id, due_at, cycle_index) "
@@ -50,7 +52,7 @@ _DUE_OF_KIND = (
     "SELECT * FROM (SELECT kind, aggregate_id, grant_id, due_at, cycle_index FROM schedule_due "
     "WHERE kind = ? AND due_at <= ? ORDER BY due_at, aggregate_id, grant_id LIMIT ?) AS d{n}"
 )
-DUE = " UNION ALL ".join(_DUE_OF_KIND.format(n=n) for n in range(3))
+DUE = " UNION ALL ".join(_DUE_OF_KIND.format(n=n) for n in range(4))
 
 
 class ScheduleSQL(TrackedSQL):
@@ -67,9 +69,11 @@ class ScheduleSQL(TrackedSQL):
                             to_micros(b.started_at),
                             b.interval,
                             b.interval_count,
-                            None if b.ends_at is None else to_micros(b.ends_at),
+                            None if b.cancelled_at is None else to_micros(b.cancelled_at),
                             b.renewed_through,
                             b.next_to_finalize,
+                            None if b.term_ends_at is None else to_micros(b.term_ends_at),
+                            b.ended,
                         )
                         for b in changes.subscriptions
                     ],
@@ -99,7 +103,8 @@ class ScheduleSQL(TrackedSQL):
             marks = ", ".join("?" for _ in part)
             rows = self._fetch(
                 "SELECT aggregate_id, started_at, interval, interval_count, ends_at, "  # noqa: S608
-                "renewed_through, next_to_finalize FROM schedule_subscriptions "
+                "renewed_through, next_to_finalize, term_ends_at, ended "
+                "FROM schedule_subscriptions "
                 f"WHERE aggregate_id IN ({marks})",
                 part,
             )
@@ -112,13 +117,20 @@ class ScheduleSQL(TrackedSQL):
                     None if r[4] is None else from_micros(int(r[4])),
                     int(r[5]),
                     int(r[6]),
+                    None if r[7] is None else from_micros(int(r[7])),
+                    bool(r[8]),
                 )
                 for r in rows
             ]
         return found
 
     def due(self, now: datetime, grace: timedelta, limit: int) -> list[DueEntry]:
-        bounds = ((Due.RENEW, now), (Due.FINALIZE, now - grace), (Due.EXPIRE, now - grace))
+        bounds = (
+            (Due.RENEW, now),
+            (Due.FINALIZE, now - grace),
+            (Due.EXPIRE, now - grace),
+            (Due.END, now),
+        )
         params = [p for kind, until in bounds for p in (int(kind), to_micros(until), limit)]
         entries = [
             DueEntry(Due(int(r[0])), str(r[1]), from_micros(int(r[3])), int(r[4]), str(r[2]))

@@ -44,10 +44,15 @@ def test_a_subscription_is_due_to_renew_and_to_be_finalized(make_container, cloc
             f"/subscriptions/{sub['subscription_id']}", json={"cancel_at_next_billing_date": True}
         )
         assert cancelled.status_code == 200, cancelled.text
-        assert {(e.kind, e.cycle_index) for e in due(container)} == {(Due.FINALIZE, 1)}
+        assert {(e.kind, e.cycle_index) for e in due(container)} == {
+            (Due.FINALIZE, 1),
+            (Due.END, 0),  # when the cancellation takes effect
+        }
         clock.advance(timedelta(days=40))
         assert len(close_cycles(container, catch_up=True)) == 1
         assert due(container) == []  # ended: nothing more to do, ever
+        ended = client.get(f"/subscriptions/{sub['subscription_id']}").json()
+        assert ended["status"] == "cancelled"
 
 
 def test_a_tick_with_nothing_due_writes_nothing_and_reads_one_query(make_container) -> None:
