@@ -15,6 +15,7 @@ from api.auth import PUBLIC_PATHS, BearerKeyMiddleware, scope_guard
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestLogMiddleware
 from api.response import ExactJSONResponse
+from api.routes.alerts import AlertController
 from api.routes.credits import CreditEntitlementController
 from api.routes.customers import CustomerController
 from api.routes.events import EventController
@@ -61,6 +62,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             InvoiceController,
             CreditEntitlementController,
             WebhookController,
+            AlertController,
         ],
         middleware=[
             RequestLogMiddleware,

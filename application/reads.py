@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from application.catalogue import CatalogueProjection, CatalogueStore
 from application.credit_balances import CreditBalanceProjection, CreditStore
+from application.delivery import DeliveryStore
 from application.measure import FlatMeasure, TallyMeasure
+from application.outbox import OutboxProjection, OutboxStore
 from application.ports import Freshness
 from application.schedule import ScheduleProjection, ScheduleStore
 from application.seal import SealProjection, SealStore
@@ -19,6 +21,7 @@ SEAL = SealProjection.name
 USAGE = UsageProjection.name
 CREDITS = CreditBalanceProjection.name
 SCHEDULE = ScheduleProjection.name
+OUTBOX = OutboxProjection.name
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Reads:
     usage: UsageStore
     credits: CreditStore
     schedule: ScheduleStore
+    outbox: OutboxStore
+    delivery: DeliveryStore  # the outbox's messages and their delivery state
     freshness: Freshness
     application_name: str = "ledger"
     measure: TallyMeasure = field(init=False)

@@ -19,8 +19,10 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import IntegrityError
 
-from application.errors import ConflictRetryExhaustedError, NotFoundError
+from application.delivery import STATUSES, MessageQuery, MessageView
+from application.errors import ConflictRetryExhaustedError, InvalidParameterError, NotFoundError
 from application.ledger import Ledger
+from application.reads import OUTBOX, Reads
 from domain.webhook import InvalidWebhookError, WebhookEndpoint, webhook_aggregate_id
 
 MAX_HEADERS = 20
@@ -193,3 +195,61 @@ def check_headers(headers: object) -> dict[str, str]:
 def is_sensitive(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in SENSITIVE)
+
+
+def disable_failing(
+    ledger: Ledger, business_id: str, endpoint_id: str, reason: str, now: datetime
+) -> None:
+    """Disable an endpoint whose every delivery failed for a day (the delivery loop)."""
+    for _ in range(MAX_SAVE_ATTEMPTS):
+        found = ledger.load(WebhookEndpoint, webhook_aggregate_id(business_id, endpoint_id))
+        if found is None:
+            return
+        found.disable_for_failures(reason, now)
+        try:
+            ledger.save(found)
+        except IntegrityError:
+            continue
+        return
+
+
+def endpoint_messages(
+    ledger: Ledger, reads: Reads, business_id: str, query: MessageQuery
+) -> list[MessageView]:
+    """The endpoint's messages in log order, with their delivery state."""
+    load_endpoint(ledger, business_id, query.endpoint_id)
+    if query.status is not None and query.status not in STATUSES:
+        raise InvalidParameterError(f"status: one of {', '.join(STATUSES)}")
+    reads.fresh(OUTBOX)
+    return reads.delivery.messages(query)
+
+
+def retry_message(
+    ledger: Ledger,
+    reads: Reads,
+    business_id: str,
+    endpoint_id: str,
+    message_id: str,
+    now: datetime,
+) -> MessageView:
+    """Send the message again now (delivered or failed ones too), under the same id."""
+    load_endpoint(ledger, business_id, endpoint_id)
+    if not reads.delivery.retry(endpoint_id, message_id, now):
+        raise NotFoundError(f"message {message_id!r} of webhook {endpoint_id!r} not found")
+    found = reads.delivery.message(endpoint_id, message_id)
+    assert found is not None
+    return found
+
+
+def replay_messages(
+    ledger: Ledger,
+    reads: Reads,
+    business_id: str | None,
+    since: datetime,
+    endpoint_id: str | None,
+    now: datetime,
+) -> int:
+    """Send every message of facts since ``since`` again (to one endpoint, or all)."""
+    if endpoint_id is not None and business_id is not None:
+        load_endpoint(ledger, business_id, endpoint_id)
+    return reads.delivery.replay(since, endpoint_id, now)

@@ -17,6 +17,7 @@ from application.projection import Projector
 from application.reads import (
     CATALOGUE,
     CREDITS,
+    OUTBOX,
     SCHEDULE,
     SEAL,
     USAGE,
@@ -88,6 +89,8 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         usage=views[USAGE],
         credits=views[CREDITS],
         schedule=views[SCHEDULE],
+        outbox=views[OUTBOX],
+        delivery=views[OUTBOX],
         freshness=projector,
         application_name=ledger.name,
     )

@@ -19,13 +19,15 @@ from typing import Any, cast
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
-from application import catalogue, credit_balances, schedule, seal, usage, usage_log
+from application import catalogue, credit_balances, outbox, schedule, seal, usage, usage_log
 from application.ledger import Ledger
+from application.measure import TallyMeasure
 from application.projection import Projection
 from domain.credit_account import CreditAccount
 from infrastructure import (
     catalogue_views,
     credit_views,
+    outbox_views,
     schedule_views,
     seal_views,
     usage_log_views,
@@ -99,6 +101,23 @@ REGISTRY: tuple[Registered, ...] = (
         schedule_views.NAMES,
         lambda ledger, views: schedule.ScheduleProjection(
             views[schedule.ScheduleProjection.name], ledger.aggregate_at
+        ),
+    ),
+    # Last: its alerts measure from the usage tallies at the batch's end.
+    Registered(
+        outbox.OutboxProjection.name,
+        outbox_views.SQLiteOutbox,
+        outbox_views.PostgresOutbox,
+        outbox_views.NAMES,
+        lambda ledger, views: outbox.OutboxProjection(
+            views[outbox.OutboxProjection.name],
+            ledger,
+            TallyMeasure(
+                views[usage.UsageProjection.name],
+                views[usage_log.UsageLogProjection.name],
+                ledger.name,
+            ),
+            outbox.cycle_finder(views[catalogue.CatalogueProjection.name].subscriptions_of, ledger),
         ),
     ),
 )

@@ -1,23 +1,30 @@
-"""What runs in a ledger process: the projector, the billing loop, the health probe.
+"""What runs in a ledger process: the projector, the billing loop, delivery, the health probe.
 
 ``Runtime`` starts and stops the loops of one container: one projector thread
-that keeps every projection up to date (``application.projection``) and one
+that keeps every projection up to date (``application.projection``), one
 billing thread that, every ``LEDGER_BILLING_INTERVAL``, does what the schedule
-says is due (``application.billing_tasks``).
+says is due (``application.billing_tasks``), one that draws open cycles' credit
+live (``application.live_credits``) and one that delivers the outbox's webhook
+messages (``application.delivery``), each endpoint's on a worker of its own.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from eventsourcing.postgres import PostgresDatastore
 
 from application.billing_tasks import Tick, run_due
+from application.delivery import Deliverer
 from application.live_credits import draw_live
+from application.outbox import OutboxProjection
+from application.webhooks import disable_failing
 from domain.invoice_record import InvoiceRecord
 from infrastructure.bootstrap import Container
+from infrastructure.webhook_sender import HttpSender
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +48,12 @@ class Runtime:
         self._billing_stop = threading.Event()
         self._billing: threading.Thread | None = None
         self._live: threading.Thread | None = None
+        self._delivery: threading.Thread | None = None
+        self.deliverer: Deliverer | None = None
 
-    def start(self, *, projections: bool = True, billing: bool = True) -> None:
+    def start(
+        self, *, projections: bool = True, billing: bool = True, delivery: bool = True
+    ) -> None:
         if projections:
             self.container.projector.start()
         if billing:
@@ -52,6 +63,10 @@ class Runtime:
             if self.container.settings.live_credit_seconds > 0:
                 self._live = threading.Thread(target=self._draw, name="live-credit", daemon=True)
                 self._live.start()
+        if delivery and self.container.settings.webhook_poll_seconds > 0:
+            self.deliverer = deliverer(self.container)
+            self._delivery = threading.Thread(target=self._deliver, name="delivery", daemon=True)
+            self._delivery.start()
 
     def _bill(self) -> None:
         interval = self.container.settings.billing_interval_seconds
@@ -77,12 +92,27 @@ class Runtime:
             except Exception as error:  # noqa: BLE001 - try again next time
                 log.warning("live_credit_failed", error=str(error)[:500])
 
+    def _deliver(self) -> None:
+        assert self.deliverer is not None
+        interval = self.container.settings.webhook_poll_seconds
+        while not self._billing_stop.is_set():
+            try:
+                claimed = self.deliverer.step()
+            except Exception as error:  # noqa: BLE001 - try again next time
+                log.warning("webhook_claim_failed", error=str(error)[:500])
+                claimed = 0
+            if not claimed:
+                self._billing_stop.wait(interval)
+
     def stop(self) -> None:
         self._billing_stop.set()
-        for thread in (self._billing, self._live):
+        for thread in (self._billing, self._live, self._delivery):
             if thread is not None:
                 thread.join(timeout=15)
-        self._billing = self._live = None
+        self._billing = self._live = self._delivery = None
+        if self.deliverer is not None:
+            self.deliverer.close()
+            self.deliverer = None
         self.container.projector.stop()
 
 
@@ -107,6 +137,27 @@ def tick(container: Container, *, catch_up: bool = False) -> Tick:
         now=container.clock(),
         grace=container.settings.invoice_grace,
         catch_up=catch_up_here if catch_up else None,
+    )
+
+
+def deliverer(container: Container) -> Deliverer:
+    """The delivery loop's work over the container's outbox, sending over HTTP."""
+    settings = container.settings
+    outbox = container.views[OutboxProjection.name]
+    ledger = container.ledger
+
+    def disable(business_id: str, endpoint_id: str, reason: str, at: datetime) -> None:
+        disable_failing(ledger, business_id, endpoint_id, reason, at)
+
+    return Deliverer(
+        outbox,
+        outbox.routes,
+        container.webhook_secrets,
+        HttpSender(settings.webhook_timeout_seconds),
+        container.clock,
+        disable,
+        schedule=settings.webhook_retry_schedule,
+        timeout=settings.webhook_timeout_seconds,
     )
 
 

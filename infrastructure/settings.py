@@ -10,6 +10,8 @@ from typing import Literal
 
 import msgspec
 
+from application.delivery import RETRY_SCHEDULE
+
 DEFAULT_DATABASE_URL = "sqlite:///var/ledger.sqlite"
 _DURATION = re.compile(
     r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -33,7 +35,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     read_wait_seconds: float = 5.0
     invoice_grace: timedelta = timedelta(hours=1)
     billing_interval_seconds: float = 60.0
-    live_credit_seconds: float = 2.0  # how often open cycles' credit is drawn; 0: never
+    live_credit_seconds: float = 1.0  # how often open cycles' credit is drawn; 0: never
+    webhook_poll_seconds: float = 0.2  # how often due webhook messages are looked for; 0: never
+    webhook_timeout_seconds: float = 10.0  # an attempt without a 2xx answer by then failed
+    webhook_retry_schedule: tuple[float, ...] = RETRY_SCHEDULE  # seconds after each failure
 
     @property
     def is_postgres(self) -> bool:
@@ -67,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 values["live_credit_seconds"] = float(raw)
             except ValueError:
                 raise ConfigError("LEDGER_LIVE_CREDIT_SECONDS must be seconds (0: never)") from None
+        values.update(_webhook_values(env))
         if fmt := env.get("LEDGER_LOG_FORMAT", "").strip():
             if fmt not in ("auto", "json", "console"):
                 raise ConfigError("LEDGER_LOG_FORMAT must be one of auto, json, console")
@@ -76,6 +82,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigError("LEDGER_LOG_LEVEL must be one of debug, info, warning, error")
             values["log_level"] = level
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _webhook_values(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for name, field in (
+        ("LEDGER_WEBHOOK_POLL_SECONDS", "webhook_poll_seconds"),
+        ("LEDGER_WEBHOOK_TIMEOUT_SECONDS", "webhook_timeout_seconds"),
+    ):
+        if raw := env.get(name, "").strip():
+            values[field] = _seconds(name, raw)
+    if raw := env.get("LEDGER_WEBHOOK_RETRY_SCHEDULE", "").strip():
+        name = "LEDGER_WEBHOOK_RETRY_SCHEDULE"
+        values["webhook_retry_schedule"] = tuple(
+            _seconds(name, part.strip()) for part in raw.split(",")
+        )
+    return values
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds, comma-separated where a list") from None
+    if not 0 <= value <= 7 * 86400:
+        raise ConfigError(f"{name}: seconds from 0 to a week")
+    return value
 
 
 def parse_duration(name: str, raw: str) -> timedelta:

@@ -14,6 +14,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from api.routes.common import business_of, container_of
 from api.schemas import decode
 from application import listings, webhooks
+from application.delivery import MessageQuery, MessageView
 from application.errors import InvalidParameterError, InvalidRequestError
 from application.views import WebhookView
 from domain.webhook import WebhookEndpoint
@@ -107,6 +108,59 @@ def after_cursor(iterator: str | None) -> tuple[datetime, str] | None:
         raise InvalidParameterError("iterator: not one this API returned") from None
 
 
+class MessageRead(msgspec.Struct):
+    """A message to the endpoint and how its delivery stands (our extension)."""
+
+    id: str  # its webhook-id, the same on every attempt
+    type: str
+    status: str  # pending, delivered, failed
+    attempts: int
+    position: int  # the log position of the fact it derives from
+    created_at: str
+    last_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: str | None
+    delivered_at: str | None
+
+
+class MessagePage(msgspec.Struct):
+    data: list[MessageRead]
+    iterator: str | None
+    done: bool
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def message_read(view: MessageView) -> MessageRead:
+    return MessageRead(
+        id=view.message_id,
+        type=view.type,
+        status=view.status,
+        attempts=view.attempts,
+        position=view.position,
+        created_at=view.created_at.isoformat(),
+        last_attempt_at=_iso(view.last_attempt_at),
+        last_status_code=view.last_status_code,
+        last_error=view.last_error,
+        next_attempt_at=_iso(view.next_attempt_at),
+        delivered_at=_iso(view.delivered_at),
+    )
+
+
+def _message_after(iterator: str | None) -> tuple[int, str] | None:
+    if iterator is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(iterator.encode()).decode()
+        position, _, message_id = raw.partition(":")
+        return int(position), message_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParameterError("iterator: not one this API returned") from None
+
+
 class WebhookController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]  # noqa: RUF012
@@ -172,6 +226,58 @@ class WebhookController(Controller):
                 container.ledger, business, webhook_id, container.clock()
             )
         )
+
+    @get(
+        "/{webhook_id:str}/messages",
+        summary="The endpoint's messages and their delivery, in log order",
+        sync_to_thread=True,
+    )
+    def messages(
+        self,
+        request: Request[Principal, Any, Any],
+        webhook_id: FromPath[str],
+        limit: Limit = 50,
+        iterator: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+    ) -> MessagePage:
+        container = container_of(request)
+        query = MessageQuery(
+            business_of(request), webhook_id, status, _message_after(iterator), limit + 1
+        )
+        found = webhooks.endpoint_messages(
+            container.ledger, container.reads, business_of(request), query
+        )
+        page, more = found[:limit], len(found) > limit
+        last = page[-1] if page else None
+        cursor = (
+            base64.urlsafe_b64encode(f"{last.position}:{last.message_id}".encode()).decode()
+            if more and last is not None
+            else None
+        )
+        return MessagePage([message_read(m) for m in page], cursor, not more)
+
+    @post(
+        "/{webhook_id:str}/messages/{message_id:str}/retry",
+        status_code=200,
+        summary="Send a message again now, under the same webhook-id",
+        sync_to_thread=True,
+    )
+    def retry(
+        self,
+        request: Request[Principal, Any, Any],
+        webhook_id: FromPath[str],
+        message_id: FromPath[str],
+    ) -> MessageRead:
+        container = container_of(request)
+        found = webhooks.retry_message(
+            container.ledger,
+            container.reads,
+            business_of(request),
+            webhook_id,
+            message_id,
+            container.clock(),
+        )
+        return message_read(found)
 
     @get("/{webhook_id:str}/secret", summary="The endpoint's signing secret", sync_to_thread=True)
     def secret(

@@ -82,7 +82,10 @@ def test_concurrent_writers_with_overlapping_batches_store_each_event_once(
 
 
 def _ingest_in_process(
-    url: str, customer: str, ids: list[int], result: multiprocessing.Queue  # type: ignore[type-arg]
+    url: str,
+    customer: str,
+    ids: list[int],
+    result: multiprocessing.Queue,  # type: ignore[type-arg]
 ) -> None:
     container = build(Settings(database_url=url), clock=lambda: NOW)
     try:
@@ -99,8 +102,10 @@ def test_two_processes_with_overlapping_batches_store_each_event_once(
     context = multiprocessing.get_context("spawn")
     result = context.Queue()
     procs = [
-        context.Process(target=_ingest_in_process,
-                        args=(settings.database_url, customer, list(range(k, k + 500)), result))
+        context.Process(
+            target=_ingest_in_process,
+            args=(settings.database_url, customer, list(range(k, k + 500)), result),
+        )
         for k in (0, 250)
     ]
     for proc in procs:
@@ -127,8 +132,13 @@ def test_events_outside_the_window_are_rejected_and_not_written(
     customer = register(container)
     moment = (NOW + offset).isoformat()
     outcome = container.ledger.ingest(
-        "default", [EventInput("late", customer, "api", moment, None),
-                    EventInput("ok", customer, "api", None, None)], NOW)
+        "default",
+        [
+            EventInput("late", customer, "api", moment, None),
+            EventInput("ok", customer, "api", None, None),
+        ],
+        NOW,
+    )
     assert [(r.index, r.code) for r in outcome.rejected] == [(0, "timestamp_out_of_window")]
     assert stored_ids(container) == ["ok"]
 
