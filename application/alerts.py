@@ -26,6 +26,7 @@ from domain.alert import (
     check_period,
     check_threshold,
 )
+from domain.text import is_storable
 
 MAX_NAME_LENGTH = 255
 FIELDS = frozenset({"meter_id", "customer_id", "threshold", "period", "name", "idempotency_key"})
@@ -60,10 +61,12 @@ def create_alert(
     threshold = check_threshold(fields["threshold"])
     period = check_period(fields.get("period"))
     name = fields.get("name") or ""
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
-        raise InvalidAlertError(f"name: at most {MAX_NAME_LENGTH} characters")
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not is_storable(name):
+        raise InvalidAlertError(f"name: at most {MAX_NAME_LENGTH} characters, no NUL")
     key = fields.get("idempotency_key")
-    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_NAME_LENGTH):
+    if key is not None and (
+        not isinstance(key, str) or not 1 <= len(key) <= MAX_NAME_LENGTH or not is_storable(key)
+    ):
         raise InvalidAlertError("idempotency_key: 1 to 255 characters")
     alert_id = _alert_id(business_id, key)
     existing = ledger.load(UsageAlert, alert_aggregate_id(business_id, alert_id))

@@ -36,7 +36,7 @@ RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 DISABLE_AFTER = timedelta(days=1)
 JITTER = 0.1
 CLAIM_LIMIT = 200  # messages claimed per look
-MAX_PER_ENDPOINT = 50  # of one endpoint per claim: the rest the next time round
+MAX_PER_ENDPOINT = 10  # of one endpoint per claim: the rest the next time round
 STATUSES = ("pending", "delivered", "failed")
 
 
@@ -50,6 +50,7 @@ class Pending:
     type: str
     body: bytes
     attempts: int  # made before this one
+    claimed_until: datetime  # the lease: its outcome counts only while the claim stands
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,11 @@ class DeliveryStore(Protocol):
         next_attempt_at: datetime | None,
     ) -> None:
         """Record the attempt: delivered (``outcome.ok``), due again at
-        ``next_attempt_at``, or failed (neither)."""
+        ``next_attempt_at``, or failed (neither). Nothing if the claim no longer
+        stands (its lease ran out and another worker took the message up)."""
         ...
 
-    def release(self, message_ids: Sequence[str], at: datetime) -> None:
+    def release(self, claimed: Sequence[Pending], at: datetime) -> None:
         """Give claimed messages back, due at ``at``, no attempt counted."""
         ...
 
@@ -173,7 +175,7 @@ class Deliverer:
         *,
         schedule: Sequence[float] = RETRY_SCHEDULE,
         timeout: float = 10.0,
-        workers: int = 16,
+        workers: int = 64,
     ) -> None:
         self._store = store
         self._routes = routes
@@ -193,7 +195,7 @@ class Deliverer:
         now = self._clock()
         with self._lock:
             busy = set(self._busy)
-        lease = now + timedelta(seconds=self._timeout * MAX_PER_ENDPOINT + 30)
+        lease = now + timedelta(seconds=self._timeout * MAX_PER_ENDPOINT + 5)
         claimed = self._store.claim(now, lease, CLAIM_LIMIT, busy)
         if not claimed:
             return 0
@@ -227,10 +229,12 @@ class Deliverer:
             secret = self._secrets.secret(route.business_id, route.endpoint_id)
             headers = self._secrets.headers(route.business_id, route.endpoint_id)
             for index, pending in enumerate(queue):
-                if secret is None:
-                    break
                 self._pace(route)
-                outcome = self.attempt(route, pending, secret, headers)
+                current = self._current(route) if index else route
+                if secret is None or current is None:
+                    self._release(queue[index:])
+                    break  # deleted or disabled meanwhile: nothing more is sent to it
+                outcome = self.attempt(current, pending, secret, headers)
                 if not outcome.ok and index + 1 < len(queue):
                     self._release(queue[index + 1 :])
                     break  # the endpoint fails: the rest wait for their own next attempt
@@ -239,6 +243,11 @@ class Deliverer:
         finally:
             with self._lock:
                 self._busy.discard(route.endpoint_id)
+
+    def _current(self, route: Route) -> Route | None:
+        """The endpoint as it stands now, if it still receives."""
+        found = next((r for r in self._routes() if r.endpoint_id == route.endpoint_id), None)
+        return found if found is not None and not (found.disabled or found.deleted) else None
 
     def attempt(
         self, route: Route, pending: Pending, secret: str, headers: dict[str, str]
@@ -267,12 +276,13 @@ class Deliverer:
                 f"(last: {outcome.status_code or outcome.error})"
             )
             self._disable(route.business_id, route.endpoint_id, reason, at)
+            self._store.failing_since(route.endpoint_id, at, ok=True)  # enabled again: anew
             log.warning("webhook_endpoint_disabled", endpoint_id=route.endpoint_id)
         return outcome
 
     def _release(self, rest: Sequence[Pending]) -> None:
         """Claimed but not tried: due again at once, with no attempt counted."""
-        self._store.release([p.message_id for p in rest], self._clock())
+        self._store.release(rest, self._clock())
 
     def _pace(self, route: Route) -> None:
         """At most ``rate_limit`` deliveries a second to the endpoint (in this process)."""

@@ -355,7 +355,8 @@ def adjusted_draft(
         event_id,
         position,
     )
-    return Draft("invoice.adjusted", record.business_id, at, data, f"adjusted:{position}")
+    key = f"adjusted:{record.invoice_id}:{position}"
+    return Draft("invoice.adjusted", record.business_id, at, data, key)
 
 
 class ThresholdData(msgspec.Struct, frozen=True):

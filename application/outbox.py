@@ -244,11 +244,11 @@ class OutboxProjection:
         changes = OutboxChanges()
         drafts: list[tuple[int, Draft]] = []
         route_changes: list[tuple[int, Route]] = []
-        accounts: dict[UUID, tuple[int, int]] = {}  # id -> (position, version)
+        accounts: dict[UUID, list[tuple[int, CreditAccount.Event]]] = {}
         usage: list[tuple[int, UsageEvent.Recorded | UsageEvent.Voided]] = []
         for position, e in batch:
             if isinstance(e, CreditAccount.Event):
-                accounts[e.originator_id] = (position, e.originator_version)
+                accounts.setdefault(e.originator_id, []).append((position, e))
             elif isinstance(e, UsageEvent.Recorded | UsageEvent.Voided):
                 usage.append((position, e))
             elif isinstance(e, WebhookEndpoint.Event):
@@ -339,24 +339,39 @@ class OutboxProjection:
         return subscription_draft(kind, subscription, customer, product, at)
 
     def _credit(
-        self, accounts: Mapping[UUID, tuple[int, int]], changes: OutboxChanges
+        self,
+        accounts: Mapping[UUID, list[tuple[int, CreditAccount.Event]]],
+        changes: OutboxChanges,
     ) -> list[tuple[int, Draft]]:
-        """A message per ledger entry the batch added, and balance_low where one crossed."""
+        """A message per ledger entry the batch added, at the position of the event that
+        added it, and balance_low where one crossed.
+
+        The account is read as it stood before the batch's first event of it, and the
+        batch's events applied to it one by one: each entry is known by its event.
+        """
         if not accounts:
             return []
         seen = self._view.entries_seen([str(i) for i in accounts])
         drafts: list[tuple[int, Draft]] = []
-        for account_id, (position, version) in accounts.items():
-            account = self._lookup.aggregate_at(account_id, version)
-            assert isinstance(account, CreditAccount)
-            first = seen.get(str(account_id), 0)
-            for entry in account.entries[first:]:
-                if entry.transaction_type in CREDIT_TYPES:
-                    drafts.append((position, credit_draft(account, entry)))
-                low = self._balance_low(account, entry)
-                if low is not None:
-                    drafts.append((position, low))
-            changes.entries[str(account_id)] = len(account.entries)
+        for account_id, events in accounts.items():
+            first_version = events[0][1].originator_version
+            account: Any = (
+                self._lookup.aggregate_at(account_id, first_version - 1)
+                if first_version > 1
+                else None
+            )
+            sent = seen.get(str(account_id), 0)
+            for position, e in events:
+                account = e.mutate(account)
+                assert isinstance(account, CreditAccount)
+                for entry in account.entries[sent:]:
+                    if entry.transaction_type in CREDIT_TYPES:
+                        drafts.append((position, credit_draft(account, entry)))
+                    low = self._balance_low(account, entry)
+                    if low is not None:
+                        drafts.append((position, low))
+                sent = max(sent, len(account.entries))
+            changes.entries[str(account_id)] = sent
         return drafts
 
     def _balance_low(self, account: CreditAccount, entry: Any) -> Draft | None:

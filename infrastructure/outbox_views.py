@@ -95,14 +95,13 @@ _MESSAGE_COLUMNS = (
     "message_id, endpoint_id, type, status, attempts, position, created_at, last_attempt_at, "
     "last_status_code, last_error, next_attempt_at, delivered_at"
 )
-# Due messages of endpoints that receive now, oldest first. The busy endpoints are
-# left out in Python (a short list, and SQLite has no array parameters).
+# One endpoint's due messages in log order (the index on (status, endpoint_id,
+# next_attempt_at)): each endpoint that receives is asked on its own, so one
+# endpoint's backlog never hides another's messages.
 DUE = (
-    "SELECT m.message_id, m.business_id, m.endpoint_id, m.type, m.body, m.attempts, "
-    "m.next_attempt_at FROM webhook_messages m JOIN outbox_routes r "
-    "ON r.endpoint_id = m.endpoint_id AND NOT r.disabled AND NOT r.deleted "
-    "WHERE m.status = 'pending' AND m.next_attempt_at <= ? "
-    "ORDER BY m.next_attempt_at, m.position, m.message_id LIMIT ?"
+    "SELECT message_id, business_id, endpoint_id, type, body, attempts, next_attempt_at "
+    "FROM webhook_messages WHERE status = 'pending' AND endpoint_id = ? "
+    "AND next_attempt_at <= ? ORDER BY position, message_id LIMIT ?"
 )
 CLAIM = (
     "UPDATE webhook_messages SET next_attempt_at = ? "
@@ -261,22 +260,36 @@ class OutboxSQL(TrackedSQL):
         self, now: datetime, lease_until: datetime, limit: int, busy: Collection[str]
     ) -> list[Pending]:
         claimed: list[Pending] = []
-        per_endpoint: dict[str, int] = {}
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._q(DUE), (to_micros(now), limit + len(busy) * MAX_PER_ENDPOINT))
-            for row in tuples(curs):
-                message_id, business_id, endpoint_id, kind, body, attempts, due = row
-                if endpoint_id in busy or per_endpoint.get(endpoint_id, 0) >= MAX_PER_ENDPOINT:
-                    continue
-                curs.execute(self._q(CLAIM), (to_micros(lease_until), message_id, due))
-                if _rowcount(curs) != 1:
-                    continue  # another process claimed it first
-                per_endpoint[endpoint_id] = per_endpoint.get(endpoint_id, 0) + 1
-                claimed.append(
-                    Pending(message_id, business_id, endpoint_id, kind, body.encode(), attempts)
+        lease = to_micros(lease_until)
+        receiving = [
+            r.endpoint_id
+            for r in self.routes()
+            if not (r.disabled or r.deleted) and r.endpoint_id not in busy
+        ]
+        for endpoint_id in receiving:
+            if len(claimed) >= limit:
+                break
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(
+                    self._q(DUE),
+                    (endpoint_id, to_micros(now), min(MAX_PER_ENDPOINT, limit - len(claimed))),
                 )
-                if len(claimed) >= limit:
-                    break
+                for row in tuples(curs):
+                    message_id, business_id, _, kind, body, attempts, due = row
+                    curs.execute(self._q(CLAIM), (lease, message_id, due))
+                    if _rowcount(curs) != 1:
+                        continue  # another process claimed it first
+                    claimed.append(
+                        Pending(
+                            message_id,
+                            business_id,
+                            endpoint_id,
+                            kind,
+                            body.encode(),
+                            attempts,
+                            lease_until,
+                        )
+                    )
         return claimed
 
     def finish(
@@ -289,7 +302,7 @@ class OutboxSQL(TrackedSQL):
                     "UPDATE webhook_messages SET status = ?, attempts = attempts + 1, "
                     "last_attempt_at = ?, last_status_code = ?, last_error = ?, "
                     "next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at) "
-                    "WHERE message_id = ?"
+                    "WHERE message_id = ? AND status = 'pending' AND next_attempt_at = ?"
                 ),
                 (
                     status,
@@ -299,17 +312,18 @@ class OutboxSQL(TrackedSQL):
                     None if next_attempt_at is None else to_micros(next_attempt_at),
                     to_micros(at) if outcome.ok else None,
                     pending.message_id,
+                    to_micros(pending.claimed_until),
                 ),
             )
 
-    def release(self, message_ids: Sequence[str], at: datetime) -> None:
+    def release(self, claimed: Sequence[Pending], at: datetime) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.executemany(
                 self._q(
                     "UPDATE webhook_messages SET next_attempt_at = ? "
-                    "WHERE message_id = ? AND status = 'pending'"
+                    "WHERE message_id = ? AND status = 'pending' AND next_attempt_at = ?"
                 ),
-                [(to_micros(at), message_id) for message_id in message_ids],
+                [(to_micros(at), p.message_id, to_micros(p.claimed_until)) for p in claimed],
             )
 
     def failing_since(self, endpoint_id: str, at: datetime, *, ok: bool) -> datetime | None:

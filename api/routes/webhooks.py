@@ -156,9 +156,12 @@ def _message_after(iterator: str | None) -> tuple[int, str] | None:
     try:
         raw = base64.urlsafe_b64decode(iterator.encode()).decode()
         position, _, message_id = raw.partition(":")
-        return int(position), message_id
+        after = int(position), message_id
     except (ValueError, UnicodeDecodeError):
         raise InvalidParameterError("iterator: not one this API returned") from None
+    if not 0 <= after[0] < 2**62 or not message_id.startswith("msg_") or "\x00" in message_id:
+        raise InvalidParameterError("iterator: not one this API returned")
+    return after
 
 
 class WebhookController(Controller):

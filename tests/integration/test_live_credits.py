@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -94,3 +95,23 @@ def test_a_void_before_finalizing_gives_the_credit_back(make_container, clock) -
             "1",
             True,
         )
+
+
+def test_the_running_service_shows_usage_drawn_within_about_a_second(make_container, clock):
+    """No hand-cranking: the runtime's own loops (projector, live draw every 0.25 s)."""
+    container = make_container(live_credit_seconds=0.25)
+    with client_for(container) as client:
+        cid = make_customer(client)
+        calls = meter(client, "api.call", {"type": "count"})
+        ent = entitlement(client)
+        subscribe(client, cid, credit_product(client, calls, ent))
+        clock.advance(timedelta(days=3))
+        send(client, cid, clock.now, "a", 600)
+        sent = time.monotonic()
+        seen = balance(client, ent, cid)
+        while seen["balance"] != "400" and time.monotonic() - sent < 10:
+            time.sleep(0.02)
+            seen = balance(client, ent, cid)
+        waited = time.monotonic() - sent
+        assert seen["balance"] == "400", seen
+        print(f"balance drawn {waited:.2f} s after the ingest answered")  # noqa: T201

@@ -15,6 +15,7 @@ def test_a_message_not_delivered_when_the_server_is_killed_is_delivered_after_re
 ) -> None:
     monkeypatch.setenv("LEDGER_WEBHOOK_RETRY_SCHEDULE", "0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2")
     monkeypatch.setenv("LEDGER_WEBHOOK_POLL_SECONDS", "0.05")
+    monkeypatch.setenv("LEDGER_WEBHOOK_TIMEOUT_SECONDS", "1")  # a lease a kill leaves: 15 s
     answers = {"status": 500}
     receiver = Receiver(answer=lambda _: answers["status"]).start()
     try:
@@ -44,7 +45,7 @@ def test_a_message_not_delivered_when_the_server_is_killed_is_delivered_after_re
         assert receiver.delivered() == []
         answers["status"] = 200
         servers()  # the same database
-        [got] = receiver.wait_for(lambda found: len(found) >= 1, timeout=30)
+        [got] = receiver.wait_for(lambda found: len(found) >= 1, timeout=45)
         event = SDK.webhooks.unwrap(got.body, headers=got.headers, key=secret)
         assert (event.type, event.data.amount) == ("credit.manual_adjustment", "42")
         ids = {r.headers["webhook-id"] for r in receiver.requests}
