@@ -6,8 +6,6 @@ that stand (listing reads them there) and fires ``usage.threshold_reached``.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -18,6 +16,7 @@ from application.errors import NotFoundError
 from application.ledger import Ledger
 from application.outbox import AlertRule
 from application.reads import OUTBOX, Reads
+from application.webhooks import keyed_id
 from domain.alert import (
     InvalidAlertError,
     UsageAlert,
@@ -92,9 +91,7 @@ def create_alert(
 
 
 def _alert_id(business_id: str, key: str | None) -> str:
-    if key is None:
-        return f"alrt_{secrets.token_hex(12)}"
-    return f"alrt_{hashlib.sha256(f'{business_id}|{key}'.encode()).hexdigest()[:24]}"
+    return keyed_id("alrt_", business_id, key)
 
 
 def list_alerts(reads: Reads, business_id: str) -> list[AlertRule]:

@@ -399,37 +399,39 @@ class OutboxProjection:
         if not closed:
             return []
         drafts: list[tuple[int, Draft]] = []
+        specs: dict[str, list[MeterSpec]] = {}  # invoice id -> what its cycle's meters measure
+        records: dict[str, InvoiceRecord | None] = {}
         for position, e in usage:
             moment = _moment(e)
             for cycle in closed.get((e.business_id, e.customer_id), ()):
                 if not cycle.cycle_start <= moment < cycle.cycle_end or position <= cycle.cut:
                     continue
-                if not self._counts_in(cycle, e):
+                if cycle.invoice_id not in specs:
+                    specs[cycle.invoice_id] = self._cycle_specs(cycle)
+                    records[cycle.invoice_id] = self._lookup.load(
+                        InvoiceRecord, _invoice_aggregate(cycle)
+                    )
+                record = records[cycle.invoice_id]
+                if record is None or not _counts(specs[cycle.invoice_id], e):
                     continue
                 cause = "void" if isinstance(e, UsageEvent.Voided) else "late_usage"
-                record = self._lookup.load(InvoiceRecord, _invoice_aggregate(cycle))
-                if record is not None:
-                    drafts.append(
-                        (position, adjusted_draft(record, cause, e.event_id, position, e.timestamp))
-                    )
+                drafts.append(
+                    (position, adjusted_draft(record, cause, e.event_id, position, e.timestamp))
+                )
         return drafts
 
-    def _counts_in(self, cycle: FinalizedCycle, e: UsageEvent.Recorded | UsageEvent.Voided) -> bool:
-        """Whether a meter of the cycle's price measures the event (a void: by its name)."""
+    def _cycle_specs(self, cycle: FinalizedCycle) -> list[MeterSpec]:
+        """The meters of the price the cycle was billed at."""
         subscription = self._lookup.load(
             Subscription, Subscription.create_id(cycle.business_id, cycle.subscription_id)
         )
         if subscription is None:
-            return False
+            return []
         product = self._lookup.load_product(cycle.business_id, subscription.product_id)
-        for meter in product.price_at(cycle.cycle_start).meters:
-            spec = self._lookup.meter_spec(cycle.business_id, meter.meter_id)
-            if isinstance(e, UsageEvent.Voided):
-                if spec.event_name == e.event_name:
-                    return True
-            elif spec.measure(e.event_name, e.metadata) is not None:
-                return True
-        return False
+        return [
+            self._lookup.meter_spec(cycle.business_id, meter.meter_id)
+            for meter in product.price_at(cycle.cycle_start).meters
+        ]
 
     def _thresholds(
         self,
@@ -558,6 +560,13 @@ def cycle_finder(subscriptions_of: Callable[[str, str], Sequence[Any]], lookup: 
         return None
 
     return cycle_of
+
+
+def _counts(specs: Sequence[MeterSpec], e: UsageEvent.Recorded | UsageEvent.Voided) -> bool:
+    """Whether one of the meters measures the event (a void: by its name)."""
+    if isinstance(e, UsageEvent.Voided):
+        return any(spec.event_name == e.event_name for spec in specs)
+    return any(spec.measure(e.event_name, e.metadata) is not None for spec in specs)
 
 
 def _moment(e: UsageEvent.Recorded | UsageEvent.Voided) -> datetime:

@@ -101,10 +101,15 @@ def create_endpoint(
 
 
 def _endpoint_id(business_id: str, idempotency_key: str | None) -> str:
+    return keyed_id("wh_", business_id, idempotency_key)
+
+
+def keyed_id(prefix: str, business_id: str, idempotency_key: str | None) -> str:
+    """A new id; with an idempotency key, the same id for the same key in the business."""
     if idempotency_key is None:
-        return f"wh_{secrets.token_hex(12)}"
+        return f"{prefix}{secrets.token_hex(12)}"
     digest = hashlib.sha256(f"{business_id}\x1f{idempotency_key}".encode()).hexdigest()
-    return f"wh_{digest[:24]}"
+    return f"{prefix}{digest[:24]}"
 
 
 def load_endpoint(ledger: Ledger, business_id: str, endpoint_id: str) -> WebhookEndpoint:

@@ -299,3 +299,20 @@ def test_an_alert_name_with_nul_is_refused_and_the_outbox_keeps_going(client, co
     container.projector.catch_up()
     assert "outbox" not in container.projector.errors
     assert client.get("/alerts").json()["items"] == []
+
+
+def test_another_business_sees_no_endpoint_messages_or_alerts_of_this_one(
+    client, container, clock
+) -> None:
+    other = container.keys.create("other", "admin", clock())
+    h = client.post("/webhooks", json={"url": "http://127.0.0.1:9/x"}).json()["id"]
+    calls = meter(client, "api.call", {"type": "count"})
+    alert = client.post("/alerts", json={"meter_id": calls, "threshold": 5}).json()["id"]
+    theirs = {"Authorization": f"Bearer {other}"}
+    assert_error(client.get(f"/webhooks/{h}/messages", headers=theirs), 404, "not_found")
+    retry = client.post(f"/webhooks/{h}/messages/msg_x/retry", headers=theirs)
+    assert_error(retry, 404, "not_found")
+    assert_error(client.get(f"/alerts/{alert}", headers=theirs), 404, "not_found")
+    assert_error(client.delete(f"/alerts/{alert}", headers=theirs), 404, "not_found")
+    assert client.get("/alerts", headers=theirs).json()["items"] == []
+    assert [a["id"] for a in client.get("/alerts").json()["items"]] == [alert]
