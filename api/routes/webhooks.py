@@ -1,4 +1,4 @@
-"""Webhook endpoints in the SDK's shapes (``client.webhooks``); admin keys only."""
+"""Webhook endpoints in the SDK's shapes (``client.webhooks``); secrets for admin keys only."""
 
 from __future__ import annotations
 
@@ -282,7 +282,12 @@ class WebhookController(Controller):
         )
         return message_read(found)
 
-    @get("/{webhook_id:str}/secret", summary="The endpoint's signing secret", sync_to_thread=True)
+    @get(
+        "/{webhook_id:str}/secret",
+        summary="The endpoint's signing secret",
+        opt={"scope": "admin"},  # a secret: never for a read key
+        sync_to_thread=True,
+    )
     def secret(
         self, request: Request[Principal, Any, Any], webhook_id: FromPath[str]
     ) -> SecretRead:
@@ -292,7 +297,12 @@ class WebhookController(Controller):
         )
         return SecretRead(found)
 
-    @get("/{webhook_id:str}/headers", summary="The endpoint's custom headers", sync_to_thread=True)
+    @get(
+        "/{webhook_id:str}/headers",
+        summary="The endpoint's custom headers",
+        opt={"scope": "admin"},  # they may carry credentials the name does not betray
+        sync_to_thread=True,
+    )
     def headers(
         self, request: Request[Principal, Any, Any], webhook_id: FromPath[str]
     ) -> HeadersRead:

@@ -45,10 +45,10 @@ def test_a_created_key_authenticates_for_its_business(
     )
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
-    principal = container.keys.authenticate(key)
+    principal = container.keys.authenticate(key, container.clock())
     assert principal is not None
     assert (principal.business_id, principal.scope) == ("acme", "ingest")
-    assert container.keys.authenticate(key + "x") is None
+    assert container.keys.authenticate(key + "x", container.clock()) is None
 
 
 @pytest.mark.parametrize("business", ["", "has space", "-leading-dash"])
