@@ -23,6 +23,7 @@ from psycopg.sql import SQL
 from application.delivery import MAX_PER_ENDPOINT, MessageQuery, MessageView, Outcome, Pending
 from application.outbox import AlertRule, FinalizedCycle, Fired, OutboxChanges, Route
 from infrastructure.codec import from_micros, to_micros
+from infrastructure.metrics import record_attempt
 from infrastructure.sql import TrackedSQL, tuples
 
 STATE = (
@@ -315,6 +316,9 @@ class OutboxSQL(TrackedSQL):
                     to_micros(pending.claimed_until),
                 ),
             )
+            recorded = _rowcount(curs) == 1  # 0: the lease ran out, another worker has it
+        if recorded:
+            record_attempt(outcome, retried=next_attempt_at is not None)
 
     def release(self, claimed: Sequence[Pending], at: datetime) -> None:
         with self.datastore.transaction(commit=True) as curs:

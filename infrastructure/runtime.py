@@ -10,6 +10,7 @@ messages (``application.delivery``), each endpoint's on a worker of its own.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from application.live_credits import draw_live
 from application.outbox import OutboxProjection
 from application.webhooks import disable_failing
 from domain.invoice_record import InvoiceRecord
+from infrastructure import metrics
 from infrastructure.bootstrap import Container
 from infrastructure.webhook_sender import HttpSender
 
@@ -49,15 +51,19 @@ class Runtime:
         self._billing: threading.Thread | None = None
         self._live: threading.Thread | None = None
         self._delivery: threading.Thread | None = None
+        self._sampler: threading.Thread | None = None
         self.deliverer: Deliverer | None = None
 
     def start(
         self, *, projections: bool = True, billing: bool = True, delivery: bool = True
     ) -> None:
+        self._billing_stop.clear()
         if projections:
             self.container.projector.start()
+        if self.container.settings.is_postgres and metrics.multiprocess_directory():
+            self._sampler = threading.Thread(target=self._sample, name="metrics", daemon=True)
+            self._sampler.start()
         if billing:
-            self._billing_stop.clear()
             self._billing = threading.Thread(target=self._bill, name="billing", daemon=True)
             self._billing.start()
             if self.container.settings.live_credit_seconds > 0:
@@ -75,6 +81,7 @@ class Runtime:
                 done = tick(self.container)
             except Exception as error:  # noqa: BLE001 - try again next time
                 log.warning("billing_tick_failed", error=str(error)[:500])
+                metrics.record_billing(None)
                 continue
             if done.finalized or done.renewed or done.expired:
                 log.info(
@@ -83,6 +90,15 @@ class Runtime:
                     renewed=done.renewed,
                     expired=done.expired,
                 )
+
+    def _sample(self) -> None:
+        """Publish this process's pool for a scrape in any process (multiprocess mode)."""
+        datastore = self.container.ledger.recorder.datastore  # type: ignore[attr-defined]
+        while True:
+            if (stats := metrics.pool_stats(datastore)) is not None:
+                metrics.publish_pool(stats)
+            if self._billing_stop.wait(metrics.POOL_SAMPLE_SECONDS):
+                return
 
     def _draw(self) -> None:
         interval = self.container.settings.live_credit_seconds
@@ -106,10 +122,11 @@ class Runtime:
 
     def stop(self) -> None:
         self._billing_stop.set()
-        for thread in (self._billing, self._live, self._delivery):
+        for thread in (self._billing, self._live, self._delivery, self._sampler):
             if thread is not None:
                 thread.join(timeout=15)
-        self._billing = self._live = self._delivery = None
+        self._billing = self._live = self._delivery = self._sampler = None
+        metrics.forget_process(os.getpid())  # its in-progress and pool gauges go with it
         if self.deliverer is not None:
             self.deliverer.close()
             self.deliverer = None
@@ -131,13 +148,15 @@ def tick(container: Container, *, catch_up: bool = False) -> Tick:
     def catch_up_here() -> None:
         projector.catch_up()
 
-    return run_due(
+    done = run_due(
         container.ledger,
         container.reads,
         now=container.clock(),
         grace=container.settings.invoice_grace,
         catch_up=catch_up_here if catch_up else None,
     )
+    metrics.record_billing(done)
+    return done
 
 
 def deliverer(container: Container) -> Deliverer:
