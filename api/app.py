@@ -7,21 +7,26 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from api.auth import PUBLIC_PATHS, BearerKeyMiddleware, scope_guard
 from api.errors import EXCEPTION_HANDLERS
+from api.limits import RateLimits
+from api.metrics_middleware import install as install_request_metrics
 from api.middleware import RequestLogMiddleware
 from api.response import ExactJSONResponse
 from api.routes.alerts import AlertController
+from api.routes.api_keys import ApiKeyController
 from api.routes.credits import CreditEntitlementController
 from api.routes.customers import CustomerController
 from api.routes.events import EventController
 from api.routes.health import health
 from api.routes.invoices import InvoiceController
 from api.routes.meters import MeterController
+from api.routes.metrics import metrics
 from api.routes.products import ProductController
 from api.routes.subscriptions import SubscriptionController
 from api.routes.webhooks import WebhookController
@@ -36,6 +41,24 @@ def refuse_unstorable_parameters(request: Request[Any, Any, Any]) -> None:
             raise ValidationException(f"query parameter {name!r} contains the NUL character")
 
 
+def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
+    """Browsers at ``origins`` may call the API (none by default: no CORS headers at all).
+
+    Keys travel in ``Authorization``, never in cookies, so credentials stay off;
+    a preflight from any other origin is refused by Litestar with no CORS headers.
+    """
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["authorization", "content-type", "x-request-id"],
+        expose_headers=["x-request-id", "retry-after"],
+        allow_credentials=False,
+        max_age=600,
+    )
+
+
 def create_app(container: Container, *, follow: bool = True) -> Litestar:
     """The HTTP app; with ``follow`` it also keeps the read models up to date."""
 
@@ -43,8 +66,9 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        if follow:
-            runtime.start()
+        # Without ``follow`` nothing runs here but, with several processes, the
+        # metrics' pool sampler.
+        runtime.start(projections=follow, billing=follow, delivery=follow)
         try:
             yield
         finally:
@@ -54,6 +78,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             health,
+            metrics,
             CustomerController,
             EventController,
             MeterController,
@@ -63,6 +88,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             CreditEntitlementController,
             WebhookController,
             AlertController,
+            ApiKeyController,
         ],
         middleware=[
             RequestLogMiddleware,
@@ -72,6 +98,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
         before_request=refuse_unstorable_parameters,
         exception_handlers=EXCEPTION_HANDLERS,
         response_class=ExactJSONResponse,
+        cors_config=cors_config(container.settings.cors_origins),
         request_max_body_size=container.settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="ledger", version="0.1.0", path="/schema"),
         lifespan=[lifespan],
@@ -79,4 +106,8 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
         debug=False,
     )
     app.state.container = container
+    install_request_metrics(app)
+    app.state.limits = RateLimits.per_second(
+        container.settings.rate_limit_requests, container.settings.rate_limit_events
+    )
     return app

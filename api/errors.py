@@ -24,8 +24,10 @@ from application.errors import (
     UnavailableError,
 )
 from domain.errors import DomainError, MeterDefinitionLockedError
+from infrastructure.store import database_unavailable
 
 log = structlog.get_logger(__name__)
+RETRY_AFTER_SECONDS = 2  # a restarting PostgreSQL takes about that; the pool reconnects by itself
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (NotFoundError, 404),
@@ -66,7 +68,10 @@ def ledger_error(request: Request[Any, Any, Any], error: Exception) -> Response[
     status = next(s for kind, s in _STATUS if isinstance(error, kind))
     detail = getattr(error, "detail", None) or {}
     message = getattr(error, "message", str(error))
-    return error_response(request, status, getattr(error, "code", "error"), message, **detail)
+    response = error_response(request, status, getattr(error, "code", "error"), message, **detail)
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def body_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
@@ -87,11 +92,17 @@ def http_error(request: Request[Any, Any, Any], error: Exception) -> Response[An
         return error_response(
             request, 400, "invalid_parameter", str(error.detail), errors=error.extra or None
         )
-    code = _HTTP_CODES.get(status, f"http_{status}")
-    return error_response(request, status, code, str(error.detail))
+    code = getattr(error, "code", None) or _HTTP_CODES.get(status, f"http_{status}")
+    detail = error.extra if isinstance(error.extra, dict) else {}
+    response = error_response(request, status, code, str(error.detail), **detail)
+    for name, value in (error.headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    if database_unavailable(error):
+        return unavailable(request, error)
     log.exception("unhandled_error", path=request.url.path, error=str(error))
     return error_response(
         request,
@@ -99,6 +110,20 @@ def internal_error(request: Request[Any, Any, Any], error: Exception) -> Respons
         "internal_error",
         "an internal error occurred; it has been logged",
     )
+
+
+def unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """The store cannot be reached: nothing was acknowledged, the client may send it again."""
+    log.warning("database_unavailable", path=request.url.path, error=str(error)[:200])
+    response = error_response(
+        request,
+        503,
+        "database_unavailable",
+        "the database is unreachable or restarting; nothing of this request was acknowledged, "
+        "send it again after Retry-After seconds",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {

@@ -26,6 +26,7 @@ class ConfigError(Exception):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = DEFAULT_DATABASE_URL
     bootstrap_api_key: str | None = None
+    metrics_token: str | None = None  # when set, GET /metrics asks for it as a bearer token
     backdate_window: timedelta = timedelta(hours=1)
     future_skew: timedelta = timedelta(minutes=5)
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -39,6 +40,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_poll_seconds: float = 0.2  # how often due webhook messages are looked for; 0: never
     webhook_timeout_seconds: float = 10.0  # an attempt without a 2xx answer by then failed
     webhook_retry_schedule: tuple[float, ...] = RETRY_SCHEDULE  # seconds after each failure
+    cors_origins: tuple[str, ...] = ()  # origins a browser may call the API from; none by default
+    rate_limit_requests: float = 1000.0  # per key and process, requests a second; 0: no limit
+    rate_limit_events: float = 100_000.0  # per key and process, ingested events a second; 0: none
+    shutdown_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
 
     @property
     def is_postgres(self) -> bool:
@@ -60,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if len(key) < 16:
                 raise ConfigError("LEDGER_BOOTSTRAP_API_KEY must be at least 16 characters")
             values["bootstrap_api_key"] = key
+        values.update(_metrics_and_billing_values(env))
         for name, field in (
             ("LEDGER_BACKDATE_WINDOW", "backdate_window"),
             ("LEDGER_FUTURE_SKEW", "future_skew"),
@@ -73,6 +79,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             except ValueError:
                 raise ConfigError("LEDGER_LIVE_CREDIT_SECONDS must be seconds (0: never)") from None
         values.update(_webhook_values(env))
+        values.update(_operating_values(env))
         if fmt := env.get("LEDGER_LOG_FORMAT", "").strip():
             if fmt not in ("auto", "json", "console"):
                 raise ConfigError("LEDGER_LOG_FORMAT must be one of auto, json, console")
@@ -97,6 +104,51 @@ def _webhook_values(env: Mapping[str, str]) -> dict[str, object]:
         values["webhook_retry_schedule"] = tuple(
             _seconds(name, part.strip()) for part in raw.split(",")
         )
+    return values
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _operating_values(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if raw := env.get("LEDGER_CORS_ORIGINS", "").strip():
+        origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ConfigError(
+                    f"LEDGER_CORS_ORIGINS: {origin!r} is not an origin: give "
+                    "scheme://host[:port] (https://app.example.com), comma-separated, or *"
+                )
+        values["cors_origins"] = origins
+    for name, field in (
+        ("LEDGER_RATE_LIMIT_REQUESTS", "rate_limit_requests"),
+        ("LEDGER_RATE_LIMIT_EVENTS", "rate_limit_events"),
+    ):
+        if raw := env.get(name, "").strip():
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number a second (0: no limit)") from None
+            if not 0 <= value <= 1e9:
+                raise ConfigError(f"{name} must be from 0 (no limit) to 1e9 a second")
+            values[field] = value
+    if raw := env.get("LEDGER_SHUTDOWN_SECONDS", "").strip():
+        values["shutdown_seconds"] = _seconds("LEDGER_SHUTDOWN_SECONDS", raw)
+    return values
+
+
+def _metrics_and_billing_values(env: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    if token := env.get("LEDGER_METRICS_TOKEN", "").strip():
+        if len(token) < 16:
+            raise ConfigError("LEDGER_METRICS_TOKEN must be at least 16 characters")
+        values["metrics_token"] = token
+    if raw := env.get("LEDGER_BILLING_INTERVAL", "").strip():
+        interval = _seconds("LEDGER_BILLING_INTERVAL", raw)
+        if interval <= 0:  # the loop waits this long between runs: 0 would spin
+            raise ConfigError("LEDGER_BILLING_INTERVAL must be more than 0 seconds")
+        values["billing_interval_seconds"] = interval
     return values
 
 

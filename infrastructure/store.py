@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -281,3 +282,26 @@ def stored_identities(recorder: Recorder) -> StoredIdentities:
     if isinstance(recorder, SQLiteApplicationRecorder):
         return SQLiteIdentities(recorder)
     return PerIdIdentities(recorder)
+
+
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "unable to open", "disk i/o")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) means the store cannot be reached right now.
+
+    A connection refused, cut or timed out, a server shutting down or starting
+    up, a pool with no connection to give, SQLite busy past its timeout: the
+    request may be repeated as it was. Anything else (a constraint, a bad
+    statement) is not the environment's doing and stays an error.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        if isinstance(current, sqlite3.OperationalError):
+            return any(text in str(current).lower() for text in _SQLITE_TRANSIENT)
+        current = current.__cause__ or current.__context__
+    return False

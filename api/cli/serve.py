@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from api.app import create_app
 from api.cli.common import Commands, configured, log
 from api.cli.demo import run_demo
 from infrastructure.bootstrap import build
+from infrastructure.metrics import forget_process, share_directory
 
 _FOLLOW_IN_WORKERS = "_LEDGER_SERVE_FOLLOW"  # passed from `serve` to its worker processes
 
@@ -62,10 +64,16 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     build(settings).close()  # create the tables once, before any worker starts
     os.environ[_FOLLOW_IN_WORKERS] = "1" if projections == "in-process" else "0"
+    # Before any child starts, so every worker and the projections child write there.
+    shared = share_directory(os.environ, args.workers)
     child = None
     if projections == "child process":
         command = [sys.executable, "-m", "api.cli", "projections", "run"]
         child = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+    # uvicorn answers SIGTERM/SIGINT gracefully, then raises the signal again for the
+    # handler it found: this one, so a graceful stop exits 0 instead of dying by it.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _: log.info("stopped", signal=received))
     try:
         uvicorn.run(
             "api.cli.serve:worker_app",
@@ -75,10 +83,20 @@ def serve_command(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=10,
+            # SIGTERM: stop accepting, let requests in flight finish within this time,
+            # then the lifespan stops the loops (projections at a batch boundary).
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_seconds)),
         )
     finally:
         if child is not None:
             child.terminate()
-            child.wait(timeout=15)
+            try:
+                child.wait(timeout=settings.shutdown_seconds + 15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(timeout=15)
+            forget_process(child.pid)
+        if shared is not None:
+            forget_process(os.getpid())  # its own, had it imported metrics with the directory set
+            shared.close(os.environ)
     return 0

@@ -15,6 +15,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import MethodNotAllowedException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from api.limits import RateLimits
 from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, business_of, container_of, moment
 from api.schemas import (
@@ -32,6 +33,7 @@ from application.ledger import EventInput, IngestOutcome
 from application.views import EventQuery, UsageEventView
 from domain.metadata import UnreadableMetadata
 from infrastructure.keys import Principal
+from infrastructure.metrics import record_ingest
 
 _VOID = "/void"
 EventPageSize = Annotated[
@@ -90,6 +92,8 @@ class EventController(Controller):
     )
     async def ingest(self, request: Request[Principal, Any, Any]) -> Response[IngestRead]:
         data = decode(await request.body(), IngestCreate)
+        limits: RateLimits = request.app.state.limits
+        limits.events.take(request.user.key_id, len(data.events))
         events = [
             EventInput(
                 e.event_id, e.customer_id, e.event_name, e.timestamp, metadata_of(e.metadata)
@@ -101,6 +105,7 @@ class EventController(Controller):
         outcome = await anyio.to_thread.run_sync(
             lambda: container.ledger.ingest(business, events, container.clock())
         )
+        record_ingest(outcome)
         # Only a request with no good event at all is refused as a whole.
         status = 422 if len(outcome.rejected) == len(events) else 200
         return ExactJSONResponse(ingest_read(outcome), status_code=status)

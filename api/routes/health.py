@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
+from api.errors import RETRY_AFTER_SECONDS
 from api.response import ExactJSONResponse
 from api.routes.common import container_of
 from api.schemas import HealthRead
@@ -18,7 +19,9 @@ def health(request: Request[Any, Any, Any]) -> Response[HealthRead]:
     problem = database_problem(container)
     if problem is not None:
         body = HealthRead(status="unavailable", database="unreachable", reason=problem)
-        return ExactJSONResponse(body, status_code=503)
+        return ExactJSONResponse(
+            body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     body = HealthRead(
         status="ok",
         database="ok",

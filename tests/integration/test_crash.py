@@ -74,6 +74,7 @@ class Server:
     url: str
     log_path: Path
     port: int = field(default_factory=free_port)
+    arguments: tuple[str, ...] = ()  # more of `ledger serve`'s, e.g. ("--workers", "2")
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -84,7 +85,9 @@ class Server:
             "LEDGER_BOOTSTRAP_API_KEY": BOOTSTRAP_KEY,
             "LEDGER_LOG_FORMAT": "json",
         }
-        command = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
+        command = [
+            sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), *self.arguments
+        ]
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             command, env=env, stdout=self._log, stderr=subprocess.STDOUT

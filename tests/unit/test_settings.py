@@ -38,6 +38,11 @@ def test_durations_are_iso_8601_or_seconds(raw: str, expected: timedelta) -> Non
         ({"LEDGER_DATABASE_URL": "mysql://x"}, "LEDGER_DATABASE_URL"),
         ({"LEDGER_BOOTSTRAP_API_KEY": "short"}, "LEDGER_BOOTSTRAP_API_KEY"),
         ({"LEDGER_LOG_FORMAT": "xml"}, "LEDGER_LOG_FORMAT"),
+        ({"LEDGER_CORS_ORIGINS": "app.example.com"}, "LEDGER_CORS_ORIGINS"),
+        ({"LEDGER_CORS_ORIGINS": "https://a.example/path"}, "LEDGER_CORS_ORIGINS"),
+        ({"LEDGER_RATE_LIMIT_REQUESTS": "many"}, "LEDGER_RATE_LIMIT_REQUESTS"),
+        ({"LEDGER_RATE_LIMIT_EVENTS": "-1"}, "LEDGER_RATE_LIMIT_EVENTS"),
+        ({"LEDGER_SHUTDOWN_SECONDS": "soon"}, "LEDGER_SHUTDOWN_SECONDS"),
     ],
 )
 def test_bad_configuration_names_the_variable(env: dict[str, str], variable: str) -> None:
@@ -48,3 +53,25 @@ def test_bad_configuration_names_the_variable(env: dict[str, str], variable: str
 def test_postgres_urls_are_recognised() -> None:
     url = "postgresql://postgres@127.0.0.1:5432/ledger"
     assert Settings.from_env({"LEDGER_DATABASE_URL": url}).is_postgres
+
+
+def test_operating_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "LEDGER_CORS_ORIGINS": "https://app.example.com, http://127.0.0.1:3000/",
+            "LEDGER_RATE_LIMIT_REQUESTS": "50",
+            "LEDGER_RATE_LIMIT_EVENTS": "0",
+            "LEDGER_SHUTDOWN_SECONDS": "3",
+        }
+    )
+    assert settings.cors_origins == ("https://app.example.com", "http://127.0.0.1:3000")
+    assert settings.rate_limit_requests == 50
+    assert settings.rate_limit_events == 0
+    assert settings.shutdown_seconds == 3
+
+
+def test_no_origin_is_allowed_and_limits_are_generous_by_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.cors_origins == ()
+    assert settings.rate_limit_requests == 1000
+    assert settings.rate_limit_events == 100_000
