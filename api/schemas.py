@@ -202,6 +202,7 @@ class ProductRead(msgspec.Struct):
     updated_at: datetime
     description: str | None = None
     name: str | None = None
+    archived: bool = False  # our extension
 
 
 class ProductListItem(msgspec.Struct):

@@ -31,7 +31,13 @@ from application.grants import (
     settle,
     usable_grants,
 )
-from application.invoicing import changed_cycles, cycle_adjustments, cycle_invoice, priced
+from application.invoicing import (
+    changed_cycles,
+    cycle_adjustments,
+    cycle_invoice,
+    group_quantities,
+    priced,
+)
 from application.ledger import Ledger
 from application.measure import DefinitionMovedError
 from application.reads import CATALOGUE, SEAL, USAGE, USAGE_LOG, Reads
@@ -40,6 +46,7 @@ from domain.cycles import Cycle
 from domain.invoice import Invoice, price_cycle
 from domain.invoice_record import InvoiceRecord, invoice_aggregate_id, invoice_id_of
 from domain.meter import Meter, meter_aggregate_id
+from domain.pricing import UsagePrice
 from domain.subscription import Subscription
 
 MAX_FINALIZE_ATTEMPTS = 8
@@ -56,6 +63,7 @@ class CyclePlan:
     adjusted: dict[str, int]  # earlier cycle index (text) -> the cut it is brought to
     accounts: AccountSet
     meters: list[Meter]
+    price: UsagePrice  # in force at the cycle's start
 
 
 def plan_cycle(
@@ -111,8 +119,9 @@ def _plan(
         cut=cut,
         grants=usable_grants(billed.price, cycle, accounts),
         adjustments=adjustments,
+        groups=group_quantities(reads.measure, subscription, cycle, billed, cut),
     )
-    return CyclePlan(subscription, cycle, invoice, adjusted, accounts, meters)
+    return CyclePlan(subscription, cycle, invoice, adjusted, accounts, meters, billed.price)
 
 
 def invoice_preview(
@@ -172,6 +181,7 @@ def finalize_cycle(
             record.cycle_end,
             subscription_id=subscription_id,
             cycle_index=cycle_index,
+            terms={t.entitlement_id: t for t in plan.price.credits},
         )
         changed = [record, plan.subscription, *plan.meters, *plan.accounts.changed()]
         try:

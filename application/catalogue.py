@@ -9,7 +9,7 @@ the same rows. Listings read these rows and never the log.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -23,15 +23,17 @@ from application.projection import Batch
 from application.views import (
     CustomerQuery,
     CustomerView,
+    EntitlementQuery,
     EntitlementView,
     InvoiceQuery,
     InvoiceView,
     MeterQuery,
     MeterView,
-    PageQuery,
     ProductQuery,
     ProductView,
     SubscriptionEntry,
+    SubscriptionQuery,
+    SubscriptionState,
     WebhookView,
 )
 from domain.credit_entitlement import CreditEntitlement
@@ -52,7 +54,7 @@ class CatalogueChanges:
     customers: list[CustomerView] = field(default_factory=list)
     meters: list[MeterView] = field(default_factory=list)
     products: list[ProductView] = field(default_factory=list)
-    subscriptions: list[SubscriptionEntry] = field(default_factory=list)
+    subscriptions: list[SubscriptionState] = field(default_factory=list)
     entitlements: list[EntitlementView] = field(default_factory=list)
     invoices: list[tuple[int, InvoiceView]] = field(default_factory=list)  # with its position
     webhooks: list[WebhookView] = field(default_factory=list)
@@ -70,11 +72,27 @@ class CatalogueStore(TrackedView, Protocol):
 
     def list_invoices(self, query: InvoiceQuery) -> list[InvoiceView]: ...
 
-    def list_entitlements(self, query: PageQuery) -> list[EntitlementView]: ...
+    def list_entitlements(self, query: EntitlementQuery) -> list[EntitlementView]: ...
 
     def subscriptions_of(self, business_id: str, customer_id: str) -> list[SubscriptionEntry]:
         """The customer's subscriptions, oldest first."""
         ...
+
+    def list_subscriptions(
+        self, query: SubscriptionQuery, now: datetime
+    ) -> list[SubscriptionState]: ...
+
+    def customers_by_id(self, business_id: str, ids: Collection[str]) -> dict[str, CustomerView]:
+        """Those of ``ids`` the business has (at most a page's worth)."""
+        ...
+
+    def products_by_id(self, business_id: str, ids: Collection[str]) -> dict[str, ProductView]: ...
+
+    def meters_by_id(self, business_id: str, ids: Collection[str]) -> dict[str, MeterView]: ...
+
+    def entitlements_by_id(
+        self, business_id: str, ids: Collection[str]
+    ) -> dict[str, EntitlementView]: ...
 
     def list_webhooks(
         self, business_id: str, after: tuple[datetime, str] | None, limit: int
@@ -106,11 +124,15 @@ class CatalogueProjection:
                 changes.customers.append(customer_view(domain_event))
             elif isinstance(domain_event, InvoiceRecord.Finalized):
                 changes.invoices.append((position, invoice_view(domain_event)))
-            elif isinstance(domain_event, CreditEntitlement.Created):
-                changes.entitlements.append(entitlement_view(domain_event))
-            elif isinstance(domain_event, Subscription.Created):
-                changes.subscriptions.append(subscription_entry(domain_event))
-            elif isinstance(domain_event, Meter.Event | Product.Event | WebhookEndpoint.Event):
+            elif isinstance(
+                domain_event,
+                Meter.Event
+                | Product.Event
+                | WebhookEndpoint.Event
+                | CreditEntitlement.Event
+                | Subscription.Event
+                | Customer.Updated,
+            ):
                 kind = type(domain_event)
                 versions[domain_event.originator_id] = (kind, domain_event.originator_version)
         for aggregate_id, (_, version) in versions.items():
@@ -124,6 +146,12 @@ def add_state(changes: CatalogueChanges, found: Aggregate) -> None:
         changes.meters.append(meter_view(found))
     elif isinstance(found, Product):
         changes.products.append(product_view(found))
+    elif isinstance(found, CreditEntitlement):
+        changes.entitlements.append(entitlement_view(found))
+    elif isinstance(found, Subscription):
+        changes.subscriptions.append(subscription_state(found))
+    elif isinstance(found, Customer):
+        changes.customers.append(customer_view(found))
     elif isinstance(found, WebhookEndpoint):
         if found.deleted_at is None:
             changes.webhooks.append(webhook_view(found))
@@ -173,6 +201,7 @@ def product_view(product: Product) -> ProductView:
         price=product.price,
         created_at=product.created_at,
         updated_at=product.updated_at,
+        archived=product.is_archived,
     )
 
 
@@ -192,22 +221,36 @@ def webhook_view(endpoint: WebhookEndpoint) -> WebhookView:
     )
 
 
-def entitlement_view(entitlement: CreditEntitlement | CreditEntitlement.Created) -> EntitlementView:
+def entitlement_view(entitlement: CreditEntitlement) -> EntitlementView:
     return EntitlementView(
         entitlement.business_id,
         entitlement.entitlement_id,
         entitlement.settings,
         entitlement.created_at,
+        entitlement.updated_at,
+        entitlement.is_deleted,
     )
 
 
-def subscription_entry(created: Subscription | Subscription.Created) -> SubscriptionEntry:
-    return SubscriptionEntry(
-        created.business_id,
-        created.subscription_id,
-        created.customer_id,
-        created.product_id,
-        created.created_at,
+def subscription_state(found: Subscription) -> SubscriptionState:
+    return SubscriptionState(
+        business_id=found.business_id,
+        subscription_id=found.subscription_id,
+        customer_id=found.customer_id,
+        product_id=found.product_id,
+        quantity=found.quantity,
+        interval=found.interval,
+        interval_count=found.interval_count,
+        started_at=found.started_at,
+        billing=found.billing,
+        metadata=found.metadata,
+        payment=found.payment,
+        created_at=found.created_at,
+        cancel_requested_at=found.cancel_requested_at,
+        cancellation_comment=found.cancellation_comment,
+        term_ends_at=found.term_ends_at,
+        ends_at=found.ends_at,
+        end_reason=found.end_reason,
     )
 
 

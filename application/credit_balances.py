@@ -66,6 +66,13 @@ class CreditStore(TrackedView, Protocol):
 
     def balances(self, query: BalanceQuery) -> list[dict[str, Any]]: ...
 
+    def customer_balances(
+        self, business_id: str, customer_id: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """``credit_entitlement_id``, ``balance`` and ``overage`` of each of the customer's
+        accounts, oldest first."""
+        ...
+
     def grants(self, query: GrantQuery) -> list[dict[str, Any]]: ...
 
     def entries(self, query: LedgerQuery) -> list[dict[str, Any]]: ...

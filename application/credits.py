@@ -25,7 +25,7 @@ from application.errors import (
 )
 from application.ledger import Ledger
 from application.reads import CATALOGUE, Reads
-from application.views import EntitlementView, PageQuery
+from application.views import EntitlementQuery, EntitlementView
 from domain.credit_account import CreditAccount, LedgerEntry, account_aggregate_id
 from domain.credit_entitlement import (
     CreditEntitlement,
@@ -64,8 +64,46 @@ def load_entitlement(ledger: Ledger, business_id: str, entitlement_id: str) -> C
     return found
 
 
-def entitlements(reads: Reads, query: PageQuery) -> list[EntitlementView]:
-    """One page of the business's entitlements, newest first (from the catalogue)."""
+def change_entitlement(
+    ledger: Ledger,
+    business_id: str,
+    entitlement_id: str,
+    command: Callable[[CreditEntitlement], None],
+) -> CreditEntitlement:
+    """Apply ``command`` to the entitlement and save it, retrying on a concurrent write."""
+    for _ in range(MAX_SAVE_ATTEMPTS):
+        entitlement = load_entitlement(ledger, business_id, entitlement_id)
+        command(entitlement)
+        try:
+            ledger.save(entitlement)
+        except IntegrityError:
+            continue
+        return entitlement
+    raise ConflictRetryExhaustedError("the credit entitlement kept changing under this write")
+
+
+def update_entitlement(
+    ledger: Ledger, business_id: str, entitlement_id: str, changes: Mapping[str, Any], now: datetime
+) -> CreditEntitlement:
+    """New rules for attachments made from now on; what attaches it already keeps its own."""
+    return change_entitlement(ledger, business_id, entitlement_id, lambda e: e.update(changes, now))
+
+
+def delete_entitlement(
+    ledger: Ledger, business_id: str, entitlement_id: str, now: datetime
+) -> CreditEntitlement:
+    return change_entitlement(ledger, business_id, entitlement_id, lambda e: e.delete(now))
+
+
+def undelete_entitlement(
+    ledger: Ledger, business_id: str, entitlement_id: str, now: datetime
+) -> CreditEntitlement:
+    return change_entitlement(ledger, business_id, entitlement_id, lambda e: e.undelete(now))
+
+
+def entitlements(reads: Reads, query: EntitlementQuery) -> list[EntitlementView]:
+    """One page of the business's entitlements, deleted or not, newest first (from the
+    catalogue)."""
     reads.fresh(CATALOGUE)
     return reads.catalogue.list_entitlements(query)
 

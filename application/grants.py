@@ -12,6 +12,8 @@ their result without writing anything.
 - A subscription's cycle grants each entitlement its product attaches (at the
   cycle's start, with the price in force then) ``credits_amount`` credits,
   expiring at the cycle's end, or ``expires_after_days`` after its start.
+- A cycle's overage under ``carry_deficit`` / ``carry_deficit_auto_repay`` is
+  carried as the account's deficit when the cycle is settled (``settle``).
 - A grant past its expiry is ended, rolling over what the terms allow into a
   grant that lasts one more cycle (or the rollover timeframe), once no cycle
   that may draw on it is still open.
@@ -30,6 +32,7 @@ from domain.credit_account import (
     account_aggregate_id,
     cycle_grant_id,
     cycle_key,
+    trial_grant_id,
 )
 from domain.credits import CreditTerms, Grant
 from domain.cycles import Cycle, cycle
@@ -97,6 +100,8 @@ def give_cycle_grants(
     """Grant cycle ``index``'s credits (once: their ids are the cycle's)."""
     current, price = cycle_price(ledger, subscription, index)
     for terms in price.credits:
+        if index == 0:
+            give_trial_credits(subscription, terms, accounts)
         if not terms.credits_amount:
             continue
         account = accounts.get(terms.entitlement_id, current.start)
@@ -108,6 +113,26 @@ def give_cycle_grants(
             granted_at=current.start,
             expires_at=grant_expiry(terms, current),
         )
+
+
+def give_trial_credits(
+    subscription: Subscription, terms: CreditTerms, accounts: AccountSet
+) -> None:
+    """A subscription with a trial gets the attachment's ``trial_credits`` once, at its
+    start: until the trial ends (usable by the cycles that begin before it) when they
+    expire after the trial, else until spent. They never roll over."""
+    trial_ends_at = subscription.trial_ends_at
+    if trial_ends_at is None or not terms.trial_credits:
+        return
+    account = accounts.get(terms.entitlement_id, subscription.started_at)
+    account.grant(
+        trial_grant_id(subscription.subscription_id, terms.entitlement_id),
+        terms.trial_credits,
+        source_type="subscription",
+        source_id=subscription.subscription_id,
+        granted_at=subscription.started_at,
+        expires_at=trial_ends_at if terms.trial_credits_expire_after_trial else None,
+    )
 
 
 def renew(ledger: Ledger, subscription: Subscription, through: int, accounts: AccountSet) -> None:
@@ -171,6 +196,10 @@ def end_grant(
     carried = Decimal(0)
     child_expires: datetime | None = None
     rolls = state.source_type in ("subscription", "rollover") and giver is not None
+    if giver is not None and grant_id == trial_grant_id(
+        giver.subscription_id, account.entitlement_id
+    ):
+        rolls = False  # trial credits never roll over
     if rolls and giver is not None and state.grant.balance:
         terms = _terms_for(ledger, giver, account.entitlement_id, state.grant.granted_at)
         if terms is not None and terms.rollover is not None:
@@ -230,15 +259,20 @@ def settle(
     *,
     subscription_id: str,
     cycle_index: int,
+    terms: Mapping[str, CreditTerms],
 ) -> None:
     """Apply a finalized invoice's draws and overage to the accounts they came from,
     in place of what the cycle drew provisionally.
 
-    The invoice was folded from these same account versions, so every draw fits;
-    saving them with the invoice record in one transaction makes both or neither.
+    ``terms`` are the cycle's (the price in force at its start): they say how much
+    of each entitlement's overage is carried as a deficit, and whether credit
+    repays it. The invoice was folded from these same account versions, so every
+    draw fits; saving them with the invoice record in one transaction makes both
+    or neither.
     """
     for entitlement_id, (drawn, overage, billed) in settlements(document).items():
         account = accounts.get(entitlement_id, at)
+        found = terms.get(entitlement_id)
         account.settle(
             invoice_id,
             drawn,
@@ -247,6 +281,8 @@ def settle(
             at,
             subscription_id=subscription_id,
             cycle_index=cycle_index,
+            carried=Decimal(0) if found is None else found.carried(overage),
+            repays=found is not None and found.repays_deficit,
         )
     key = cycle_key(subscription_id, cycle_index)
     for account in accounts.loaded():  # drew provisionally, and at the cut nothing

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Protocol
 
 from application.catalogue import CatalogueStore
@@ -29,6 +30,7 @@ from application.reads import Reads
 from application.views import InvoiceQuery
 from domain.credits import Grant
 from domain.cycles import Cycle
+from domain.grouping import GroupValue
 from domain.invoice import Adjustment, Invoice, adjustment, price_cycle
 from domain.invoice_record import InvoiceRecord, invoice_aggregate_id, invoice_id_of
 from domain.meter import MeterSpec, Tally
@@ -49,6 +51,18 @@ class Measure(Protocol):
         *,
         at: int,
     ) -> tuple[int, dict[str, Tally]]: ...
+
+    def groups(
+        self,
+        business_id: str,
+        spec: MeterSpec,
+        key: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        at: int,
+    ) -> dict[GroupValue, Tally]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +106,38 @@ def cycle_invoice(
         for meter_id, spec in billed.specs.items()
     }
     return price_cycle(
-        cycle, billed.price, consumed, cut=cut, grants=grants, adjustments=adjustments
+        cycle,
+        billed.price,
+        consumed,
+        cut=cut,
+        grants=grants,
+        adjustments=adjustments,
+        groups=group_quantities(measure, subscription, cycle, billed, cut),
     )
+
+
+def group_quantities(
+    measure: Measure, subscription: Subscription, cycle: Cycle, billed: Priced, cut: int
+) -> dict[str, dict[GroupValue, Decimal]]:
+    """Each grouped line's quantity per value of its key, in the cycle at ``cut``."""
+    quantities: dict[str, dict[GroupValue, Decimal]] = {}
+    for meter in billed.price.meters:
+        if meter.group_by is None:
+            continue
+        spec = billed.specs[meter.meter_id]
+        tallies = measure.groups(
+            subscription.business_id,
+            spec,
+            meter.group_by,
+            subscription.customer_id,
+            cycle.start,
+            cycle.end,
+            at=cut,
+        )
+        quantities[meter.meter_id] = {
+            value: tally.result(spec.aggregation) for value, tally in tallies.items()
+        }
+    return quantities
 
 
 class Records:

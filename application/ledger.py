@@ -330,7 +330,9 @@ class Ledger(Application[UUID]):
                 price = {**price, "credit_entitlements": attachments} if attachments else price
                 _check_client_price(changes.get("price"))
             else:
-                price = self._with_credits(business_id, price, attachments)
+                attached = product.price.get("credit_entitlements", [])
+                kept = frozenset(a["credit_entitlement_id"] for a in attached)
+                price = self._with_credits(business_id, price, attachments, kept)
             _, wire = parse_usage_price(price)
             self._check_meters_exist(business_id, wire)
             product.change_price(wire, now)
@@ -338,37 +340,56 @@ class Ledger(Application[UUID]):
         return product_view(product)
 
     def _with_credits(
-        self, business_id: str, price: object, attachments: Sequence[object] | None
+        self,
+        business_id: str,
+        price: object,
+        attachments: Sequence[object] | None,
+        kept: frozenset[str] = frozenset(),
     ) -> object:
-        """The price with each attached credit entitlement's rules resolved into it."""
+        """The price with each attached credit entitlement's rules resolved into it.
+
+        A deleted entitlement is refused unless ``kept`` (the product attaches it
+        already: sending it again is no new attachment)."""
         _check_client_price(price)
         if not attachments:
             return price
         if not isinstance(attachments, list) or len(attachments) > MAX_ATTACHMENTS:
             raise InvalidCreditError(f"credit_entitlements: a list of at most {MAX_ATTACHMENTS}")
         known: dict[str, Mapping[str, Any]] = {}
-        for item in attachments:
+        for index, item in enumerate(attachments):
             found = item.get("credit_entitlement_id") if isinstance(item, Mapping) else None
             if isinstance(found, str) and found not in known:
                 try:
                     entitlement: CreditEntitlement = self.repository.get(
                         entitlement_aggregate_id(business_id, found)
                     )
-                    known[found] = entitlement.settings
                 except AggregateNotFoundError:
-                    pass
+                    continue
+                if found not in kept:
+                    entitlement.check_not_deleted(
+                        f"credit_entitlements[{index}].credit_entitlement_id: "
+                    )
+                known[found] = entitlement.settings
         resolved = [resolve_attachment(item, i, known) for i, item in enumerate(attachments)]
         assert isinstance(price, Mapping)
         return {**price, "credit_entitlements": resolved}
 
     def _check_meters_exist(self, business_id: str, price: Mapping[str, Any]) -> None:
+        """Every priced meter exists; a line grouped by a key prices a count or sum meter,
+        so its values' quantities add up to the meter's (and its credits' drawdown)."""
         for index, meter in enumerate(price["meters"]):
             try:
-                self._meter(business_id, meter["meter_id"])
+                found = self._meter(business_id, meter["meter_id"])
             except NotFoundError:
                 raise UnknownMeterError(
                     f"price.meters[{index}].meter_id: meter {meter['meter_id']!r} not found"
                 ) from None
+            kind = found.spec.aggregation.kind
+            if meter.get("group_by") is not None and not kind.is_additive():
+                raise InvalidPriceError(
+                    f"price.meters[{index}].group_by: a line priced per value needs a count or "
+                    f"sum meter; {meter['meter_id']!r} aggregates by {kind}"
+                )
 
     # Usage events
 

@@ -48,6 +48,8 @@ def meters(reads: Reads, query: MeterQuery) -> list[MeterView]:
 
 
 def products(reads: Reads, query: ProductQuery) -> list[ProductView]:
+    if query.recurring is False or query.brand_id not in (None, query.business_id):
+        return []  # every product here is recurring, and its brand is its business
     reads.fresh(CATALOGUE)
     return reads.catalogue.list_products(query)
 

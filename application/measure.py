@@ -26,8 +26,10 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from application.errors import UnavailableError
-from application.usage import UsageStore
+from application.usage import TallySnapshot, UsageStore
 from application.usage_log import UsageLogStore
+from domain.grouping import GroupValue, group_tallies, tally_by_group
+from domain.invoice import merge_groups
 from domain.meter import MeterSpec, Tally, UsageRecord
 
 HOUR = timedelta(hours=1)
@@ -60,6 +62,15 @@ class Measured:
                 tally = tally.merge(part)
             merged[meter_id] = tally
         return merged
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerPart:
+    """One customer's tally of a whole hour, or of a piece of one, starting at ``start``."""
+
+    start: datetime
+    customer_id: str
+    tally: Tally
 
 
 class DefinitionMovedError(Exception):
@@ -114,14 +125,7 @@ class TallyMeasure:
         as far as the buckets have got), in parts: whole hours and pieces of hours."""
         first, last, pieces = hour_span(start, end)
         deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            snapshot = self._tallies.snapshot(
-                business_id, list(specs), customer_id, first, last, self._app
-            )
-            cut = snapshot.position if at is None else at
-            if snapshot.position >= cut and self._defined_alike(snapshot.definitions, specs):
-                break
-            _pause(deadline, f"the usage projection has not reached position {cut}")
+        snapshot, cut = self._settle(business_id, specs, customer_id, first, last, at, deadline)
         parts: Parts = {meter_id: [] for meter_id in specs}
         stale: dict[str, set[tuple[str, datetime]]] = {}  # event name -> (customer, hour)
         for meter_id, buckets in snapshot.buckets.items():
@@ -141,6 +145,36 @@ class TallyMeasure:
                         parts[meter_id].append((piece.start, tally))
         return Measured(cut, parts)
 
+    def customer_parts(
+        self,
+        business_id: str,
+        meter_id: str,
+        spec: MeterSpec,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[CustomerPart]:
+        """The meter's parts over ``[start, end)`` as far as the buckets have got, as
+        ``parts`` gives them but one per customer: whole hours and pieces of hours."""
+        first, last, pieces = hour_span(start, end)
+        deadline = time.monotonic() + WAIT_SECONDS
+        specs = {meter_id: spec}
+        snapshot, cut = self._settle(business_id, specs, customer_id, first, last, None, deadline)
+        # At the snapshot's own position no bucket changed after the cut: none is stale.
+        found = [
+            CustomerPart(item.hour, item.customer_id, item.bucket.tally)
+            for item in snapshot.buckets[meter_id]
+            if item.bucket.tally.count
+        ]
+        self._wait_for_log(cut, deadline)
+        for piece in pieces:
+            records = self._log.stream_customer_records(
+                business_id, spec.event_name, customer_id, piece.start, piece.end, cut
+            )
+            tallies = sorted(tally_by_group(spec, records).items())
+            found += [CustomerPart(piece.start, c, t) for c, t in tallies]
+        return found
+
     def measure(
         self,
         business_id: str,
@@ -155,6 +189,20 @@ class TallyMeasure:
         measured = self.parts(business_id, specs, customer_id, start, end, at=at)
         return measured.cut, measured.tallies()
 
+    def groups(
+        self,
+        business_id: str,
+        spec: MeterSpec,
+        key: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        at: int,
+    ) -> dict[GroupValue, Tally]:
+        """A meter's tally per value of metadata ``key`` over ``[start, end)`` at ``at``."""
+        return group_log(self._log, self._app, business_id, spec, key, customer_id, start, end, at)
+
     def _read(
         self, business_id: str, name: str, specs: Mapping[str, MeterSpec], piece: Piece, cut: int
     ) -> dict[str, Tally]:
@@ -162,6 +210,27 @@ class TallyMeasure:
             business_id, name, piece.customer_id, piece.start, piece.end, cut
         )
         return tally_stream(specs, iter(records))
+
+    def _settle(
+        self,
+        business_id: str,
+        specs: Mapping[str, MeterSpec],
+        customer_id: str | None,
+        first: datetime,
+        last: datetime,
+        at: int | None,
+        deadline: float,
+    ) -> tuple[TallySnapshot, int]:
+        """The buckets of ``[first, last)`` once they have reached the cut (default: their
+        own position) by the given definitions, and that cut."""
+        while True:
+            snapshot = self._tallies.snapshot(
+                business_id, list(specs), customer_id, first, last, self._app
+            )
+            cut = snapshot.position if at is None else at
+            if snapshot.position >= cut and self._defined_alike(snapshot.definitions, specs):
+                return snapshot, cut
+            _pause(deadline, f"the usage projection has not reached position {cut}")
 
     def _defined_alike(
         self, definitions: Mapping[str, object], specs: Mapping[str, MeterSpec]
@@ -206,6 +275,42 @@ class FlatMeasure:
             records = self._log.stream_records(business_id, name, customer_id, start, end, at)
             tallies.update(tally_stream(named, iter(records)))
         return at, tallies
+
+    def groups(
+        self,
+        business_id: str,
+        spec: MeterSpec,
+        key: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        at: int,
+    ) -> dict[GroupValue, Tally]:
+        return group_log(self._log, self._app, business_id, spec, key, customer_id, start, end, at)
+
+
+def group_log(
+    log: UsageLogStore,
+    application_name: str,
+    business_id: str,
+    spec: MeterSpec,
+    key: str,
+    customer_id: str | None,
+    start: datetime,
+    end: datetime,
+    at: int,
+) -> dict[GroupValue, Tally]:
+    """Grouped tallies are not in the hourly buckets: every event of the range is read
+    from the usage log (a cycle's events of one customer for a grouped price line)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (log.max_tracking_id(application_name) or 0) < at:
+        _pause(deadline, f"the usage log has not reached position {at}")
+    records = log.stream_records(business_id, spec.event_name, customer_id, start, end, at)
+    grouped: dict[GroupValue, Tally] = {}
+    while chunk := list(islice(records, CHUNK)):
+        merge_groups(grouped, group_tallies(spec, key, chunk))
+    return grouped
 
 
 def _pause(deadline: float, what: str) -> None:

@@ -258,7 +258,7 @@ def subscription_data(
                 "",
                 m["meter_id"],
                 m["meter_id"],
-                m["price_per_unit"],
+                m.get("price_per_unit", "0"),  # absent for our extension models
             )
             for m in price["meters"]
         ],

@@ -5,21 +5,29 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from application.catalogue import subscription_state
 from application.errors import ConflictRetryExhaustedError, NotFoundError
 from application.grants import AccountSet, give_cycle_grants, renew
 from application.ledger import Ledger
 from application.reads import Reads
+from application.views import SubscriptionState
 from domain.customer import customer_aggregate_id
 from domain.errors import DomainError, InvalidSubscriptionError, TimestampOutOfWindowError
 from domain.metadata import Metadata, validate_metadata
-from domain.subscription import Subscription, check_quantity, subscription_aggregate_id
+from domain.subscription import (
+    Subscription,
+    check_quantity,
+    cycle_holding,
+    status_at,
+    subscription_aggregate_id,
+)
 
 MAX_SAVE_ATTEMPTS = 8
 
@@ -51,6 +59,8 @@ class SubscriptionView:
     cancel_at_next_billing_date: bool
     cancelled_at: datetime | None
     status: str
+    cancellation_comment: str | None = None
+    expires_at: datetime | None = None  # the end of its term (the price's subscription period)
 
 
 def create_subscription(
@@ -65,9 +75,14 @@ def create_subscription(
     payment: Mapping[str, Any],
     start_date: datetime | None,
     now: datetime,
+    trial_period_days: object = None,
 ) -> SubscriptionView:
-    """A subscription from ``start_date`` (default: now; in the past within the window)."""
+    """A subscription from ``start_date`` (default: now; in the past within the window).
+
+    ``trial_period_days`` (0 or None: no trial) decides when its trial credits expire.
+    """
     started_at = now if start_date is None else start_date
+    trial_ends_at = trial_end(started_at, trial_period_days)
     if started_at > now:
         raise InvalidSubscriptionError("start_date must not be in the future")
     if started_at < now - ledger.window.backdate:
@@ -83,6 +98,7 @@ def create_subscription(
         product = ledger.load_product(business_id, product_id)
     except NotFoundError:
         raise UnknownProductError(f"product {product_id!r} does not exist") from None
+    product.check_open_to_new_subscriptions()
     frequency = product.price_at(started_at).frequency
     subscription = Subscription(
         business_id=business_id,
@@ -98,6 +114,7 @@ def create_subscription(
         payment=dict(payment),
         created_at=now,
         term_ends_at=product.term_end(started_at),
+        trial_ends_at=trial_ends_at,
     )
     # The cycles begun already (a start in the past) and their credit, with the subscription.
     accounts = AccountSet(ledger, business_id, customer_id)
@@ -105,6 +122,19 @@ def create_subscription(
     renew(ledger, subscription, subscription.cycle_at(now).index, accounts)
     ledger.save(subscription, *accounts.changed())
     return subscription_view(subscription, now)
+
+
+MAX_TRIAL_DAYS = 10_000
+
+
+def trial_end(started_at: datetime, trial_period_days: object) -> datetime | None:
+    if trial_period_days is None or trial_period_days == 0:
+        return None
+    if type(trial_period_days) is not int or not 0 < trial_period_days <= MAX_TRIAL_DAYS:
+        raise InvalidSubscriptionError(
+            f"trial_period_days must be an integer from 0 to {MAX_TRIAL_DAYS:,}"
+        )
+    return started_at + timedelta(days=trial_period_days)
 
 
 def renew_subscription(ledger: Ledger, aggregate_id: UUID, now: datetime) -> bool:
@@ -168,23 +198,30 @@ def set_cancel_at_period_end(
 
 
 def subscription_view(found: Subscription, now: datetime) -> SubscriptionView:
-    current = found.cycle_at(now)
+    return view_at(subscription_state(found), now)
+
+
+def view_at(state: SubscriptionState, now: datetime) -> SubscriptionView:
+    """The subscription as it stands at ``now``, from the state the catalogue keeps too."""
+    current = cycle_holding(state.started_at, state.interval, state.interval_count, now)
     return SubscriptionView(
-        business_id=found.business_id,
-        subscription_id=found.subscription_id,
-        customer_id=found.customer_id,
-        product_id=found.product_id,
-        quantity=found.quantity,
-        interval=found.interval,
-        interval_count=found.interval_count,
-        started_at=found.started_at,
-        billing=found.billing,
-        metadata=found.metadata,
-        payment=found.payment,
-        created_at=found.created_at,
+        business_id=state.business_id,
+        subscription_id=state.subscription_id,
+        customer_id=state.customer_id,
+        product_id=state.product_id,
+        quantity=state.quantity,
+        interval=state.interval,
+        interval_count=state.interval_count,
+        started_at=state.started_at,
+        billing=state.billing,
+        metadata=state.metadata,
+        payment=state.payment,
+        created_at=state.created_at,
         previous_billing_date=current.start,
         next_billing_date=current.end,
-        cancel_at_next_billing_date=found.cancel_requested_at is not None,
-        cancelled_at=found.cancel_requested_at,
-        status=found.status(now),
+        cancel_at_next_billing_date=state.cancel_requested_at is not None,
+        cancelled_at=state.cancel_requested_at,
+        status=status_at(state.ends_at, state.end_reason, now),
+        cancellation_comment=state.cancellation_comment,
+        expires_at=state.term_ends_at,
     )

@@ -52,6 +52,18 @@ class UsageLogStore(TrackedView, Protocol):
         (``None``: every event not voided), as a meter reads them, streamed."""
         ...
 
+    def stream_customer_records(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        up_to: int | None = None,
+    ) -> Iterator[tuple[str, UsageRecord]]:
+        """What ``stream_records`` streams, each record with its customer's id."""
+        ...
+
     def counted_in_hours(
         self, hours: Collection[HourKey], up_to: int, application_name: str
     ) -> dict[HourKey, list[UsageRecord]] | None:

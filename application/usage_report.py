@@ -78,16 +78,12 @@ def usage_report(
     window: Window,
 ) -> UsageReport:
     """The meter's value per window over ``[start, end)`` and in total, exactly."""
-    if end <= start:
-        raise InvalidParameterError("end must be after start")
-    if end > LATEST:
-        raise InvalidParameterError(f"end must not be after {LATEST.isoformat()}")
-    bounds = _windows(start, end, window)
+    bounds = window_bounds(start, end, window)
     tallies = [Tally() for _ in bounds]
     measured = measure.parts(business_id, {meter_id: spec}, customer_id, start, end)
     # Each part is a whole hour or a piece of one, and no window boundary splits an hour.
     for moment, tally in measured.parts[meter_id]:
-        index = _window_index(bounds, moment)
+        index = window_index(bounds, moment)
         tallies[index] = tallies[index].merge(tally)
     everything = Tally()
     for tally in tallies:
@@ -107,7 +103,15 @@ def usage_report(
     )
 
 
-def _windows(start: datetime, end: datetime, window: Window) -> list[tuple[datetime, datetime]]:
+def window_bounds(
+    start: datetime, end: datetime, window: Window, max_windows: int = MAX_WINDOWS
+) -> list[tuple[datetime, datetime]]:
+    """The windows of ``[start, end)``, the first and last cut by the range; at most
+    ``max_windows`` (``InvalidParameterError`` beyond, or for an empty range)."""
+    if end <= start:
+        raise InvalidParameterError("end must be after start")
+    if end > LATEST:
+        raise InvalidParameterError(f"end must not be after {LATEST.isoformat()}")
     bounds: list[tuple[datetime, datetime]] = []
     cursor = start
     boundary = window.floor(start)
@@ -115,15 +119,16 @@ def _windows(start: datetime, end: datetime, window: Window) -> list[tuple[datet
         boundary = window.next(boundary)
         bounds.append((cursor, min(boundary, end)))
         cursor = boundary
-        if len(bounds) > MAX_WINDOWS:
+        if len(bounds) > max_windows:
             raise InvalidParameterError(
-                f"the range holds more than {MAX_WINDOWS:,} {window} windows; "
+                f"the range holds more than {max_windows:,} {window} windows; "
                 "choose a wider window or a shorter range"
             )
     return bounds
 
 
-def _window_index(bounds: list[tuple[datetime, datetime]], moment: datetime) -> int:
+def window_index(bounds: list[tuple[datetime, datetime]], moment: datetime) -> int:
+    """The index of the window of ``bounds`` that holds ``moment``."""
     low, high = 0, len(bounds) - 1
     while low < high:
         middle = (low + high + 1) // 2

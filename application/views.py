@@ -76,6 +76,7 @@ class ProductView:
     price: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,18 @@ class EntitlementView:
     entitlement_id: str
     settings: dict[str, Any]
     created_at: datetime
+    updated_at: datetime | None = None  # None: never changed since created_at
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EntitlementQuery:
+    """A page of entitlements, newest first: the deleted ones, or the others."""
+
+    business_id: str
+    page_number: int = 0
+    page_size: int = 10
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,45 @@ class SubscriptionEntry:
     customer_id: str
     product_id: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    """A subscription as the catalogue keeps it: what its reads at any moment need."""
+
+    business_id: str
+    subscription_id: str
+    customer_id: str
+    product_id: str
+    quantity: int
+    interval: str
+    interval_count: int
+    started_at: datetime
+    billing: dict[str, Any]
+    metadata: Metadata
+    payment: dict[str, Any]
+    created_at: datetime
+    cancel_requested_at: datetime | None
+    cancellation_comment: str | None
+    term_ends_at: datetime | None
+    ends_at: datetime | None  # the earlier of the term's end and a cancellation's period end
+    end_reason: str  # why it ends at ends_at: cancelled, expired
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionQuery:
+    """A page of subscriptions, newest first; ``status`` is as of the moment asked at."""
+
+    business_id: str
+    customer_id: str | None = None
+    product_id: str | None = None
+    status: str | None = None
+    cancel_at_next_billing_date: bool | None = None
+    created_at_gte: datetime | None = None
+    created_at_lte: datetime | None = None
+    page_number: int = 0
+    page_size: int = 10
+    brand_id: str | None = None  # the brand is the business: another finds none
 
 
 class Due(IntEnum):
@@ -181,6 +233,9 @@ class ProductQuery:
     business_id: str
     page_number: int = 0
     page_size: int = 10
+    archived: bool = False
+    recurring: bool | None = None  # every product of this ledger is: False finds none
+    brand_id: str | None = None  # the brand is the business: another finds none
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,17 @@ says. Amounts are exact Decimals at the entitlement's precision.
   A cycle's fold reads the grants as they were before its own provisional
   draws and those of later cycles (``usable_grants``): what it draws does not
   depend on when the provisional draws were recorded.
+- A deficit: a cycle settled under ``carry_deficit`` or
+  ``carry_deficit_auto_repay`` keeps its overage (``carried``; no
+  ``overage_reset``): the account's ``overage`` holds it as ``deficit`` after the
+  settlement. Under ``carry_deficit`` it stays (credit given later is the
+  customer's in full); under ``carry_deficit_auto_repay`` credit pays it back
+  first (``_repay``): at the settlement, the credit there is then, in the
+  drawdown order, including what later open cycles drew provisionally (their
+  draws give way and become their overage, so a later cycle draws on its grant
+  minus the deficit whenever its draws were recorded), and then each grant
+  given while a deficit is owed. A repayment is an ``overage_reset`` entry that
+  lowers the balance and the overage by the same credits.
 - ``expire`` ends a grant: its remaining balance rolls over by the terms'
   ``RolloverRule`` into a new grant (``source_type`` ``rollover``, its
   ``rollover_count`` one more) and the rest is forfeited, or all of it expires.
@@ -36,7 +47,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.credits import Grant, draw_down
+from domain.credits import Grant, draw_down, drawdown_order
 from domain.errors import InsufficientCreditError, InvalidCreditError
 from domain.meter import canonical_number
 
@@ -52,6 +63,12 @@ def account_aggregate_id(business_id: str, entitlement_id: str, customer_id: str
 def cycle_grant_id(subscription_id: str, entitlement_id: str, cycle_index: int) -> str:
     """The id of the grant a subscription's cycle gives: the same for every granter."""
     key = f"cycle\x1f{subscription_id}\x1f{entitlement_id}\x1f{cycle_index}"
+    return f"grt_{uuid5(CREDIT_NAMESPACE, key).hex[:24]}"
+
+
+def trial_grant_id(subscription_id: str, entitlement_id: str) -> str:
+    """The id of the grant of a subscription's trial credits."""
+    key = f"trial\x1f{subscription_id}\x1f{entitlement_id}"
     return f"grt_{uuid5(CREDIT_NAMESPACE, key).hex[:24]}"
 
 
@@ -161,6 +178,8 @@ class CreditAccount(Aggregate):
         at: datetime
         subscription_id: str = ""  # the cycle settled: its provisional draws end
         cycle_index: int = -1
+        carried: Decimal = _ZERO  # of ``overage``, credits kept as a deficit (not reset)
+        repays: bool = False  # whether credit pays the deficit back
 
     class Expired(Aggregate.Event):
         grant_id: str
@@ -185,7 +204,9 @@ class CreditAccount(Aggregate):
         self.settled: set[str] = set()
         self.keys: dict[str, str] = {}  # idempotency key -> entry id
         self.provisional: dict[str, Provisional] = {}  # cycle_key -> what it drew so far
-        self.overage = _ZERO  # the open cycles' provisional overage
+        self.overage = _ZERO  # the open cycles' provisional overage and the deficit
+        self.deficit = _ZERO  # overage carried past settled cycles, not repaid yet
+        self.repays_deficit = False  # as the last settlement that carried one said
 
     @staticmethod
     def create_id(business_id: str, entitlement_id: str, customer_id: str) -> UUID:
@@ -312,8 +333,13 @@ class CreditAccount(Aggregate):
         *,
         subscription_id: str = "",
         cycle_index: int = -1,
+        carried: Decimal = _ZERO,
+        repays: bool = False,
     ) -> bool:
         """Record what a finalized invoice drew; once per invoice.
+
+        ``carried`` of the ``overage`` stays as a deficit (``repays``: paid back by
+        credit); the rest is reset.
 
         The invoice was folded from this account's grants as they were before the
         cycle's provisional draws, so every deduction fits once those are given
@@ -327,8 +353,18 @@ class CreditAccount(Aggregate):
             drawn = provisional.draws.get(grant_id, _ZERO) if provisional else _ZERO
             if state is None or state.expired or state.grant.balance + drawn < credits:
                 raise InvalidCreditError(f"invoice {invoice_id} draws more than grant {grant_id}")
+        if not _ZERO <= carried <= overage:
+            raise InvalidCreditError(f"invoice {invoice_id} carries more than its overage")
         self._on_settled(
-            invoice_id, deductions, overage, overage_billed, at, subscription_id, cycle_index
+            invoice_id,
+            deductions,
+            overage,
+            overage_billed,
+            at,
+            subscription_id,
+            cycle_index,
+            carried,
+            repays,
         )
         return True
 
@@ -427,6 +463,8 @@ class CreditAccount(Aggregate):
             metadata=metadata,
             idempotency_key=idempotency_key,
         )
+        if self.deficit and self.repays_deficit:
+            self._repay(granted_at, "grant", grant_id)
 
     @event(Debited)
     def _on_debited(
@@ -534,6 +572,8 @@ class CreditAccount(Aggregate):
         at: datetime,
         subscription_id: str = "",
         cycle_index: int = -1,
+        carried: Decimal = _ZERO,
+        repays: bool = False,
     ) -> None:
         self.settled.add(invoice_id)
         provisional = self.provisional.pop(cycle_key(subscription_id, cycle_index), None)
@@ -575,12 +615,13 @@ class CreditAccount(Aggregate):
                 reference_id=invoice_id,
                 description=_overage_text(Decimal(overage), Decimal(overage_billed)),
             )
-        if overage:
+        reset = canonical_number(Decimal(overage) - Decimal(carried))
+        if reset:
             overage_before = self.overage
-            self.overage = canonical_number(self.overage - Decimal(overage))
+            self.overage = canonical_number(self.overage - reset)
             self._entry(
                 "overage_reset",
-                Decimal(overage),
+                reset,
                 (self.balance, overage_before),
                 at,
                 is_credit=True,
@@ -588,6 +629,72 @@ class CreditAccount(Aggregate):
                 reference_type="invoice",
                 reference_id=invoice_id,
             )
+        if carried:
+            self.deficit = canonical_number(self.deficit + Decimal(carried))
+            self.repays_deficit = repays
+        if self.deficit and self.repays_deficit:
+            self._repay(at, "invoice", invoice_id)
+
+    def _repay(self, at: datetime, reference_type: str, reference_id: str) -> None:
+        """Pay the deficit back from the credit there is, in the drawdown order.
+
+        Credit that an open cycle drew provisionally pays too: that cycle's draw
+        gives way (its overage grows by as much), so what a later cycle may draw is
+        its grants minus the deficit, whenever its draws were recorded.
+        """
+        live = [s.grant for s in self.grants.values() if not s.expired]
+        for grant in drawdown_order(live):
+            if not self.deficit:
+                return
+            held = sum(
+                (p.draws.get(grant.grant_id, _ZERO) for p in self.provisional.values()), _ZERO
+            )
+            balance = self.grants[grant.grant_id].grant.balance
+            take = min(canonical_number(balance + held), self.deficit)
+            if take > balance:
+                self._give_way(grant.grant_id, canonical_number(take - balance), at)
+            if not take:
+                continue
+            before = (self.balance, self.overage)
+            self._take(grant.grant_id, take, at)
+            self.deficit = canonical_number(self.deficit - take)
+            self.overage = canonical_number(self.overage - take)
+            self._entry(
+                "overage_reset",
+                take,
+                before,
+                at,
+                is_credit=True,
+                overage_after=self.overage,
+                grant_id=grant.grant_id,
+                reference_type=reference_type,
+                reference_id=reference_id,
+                description=f"deficit repaid from grant {grant.grant_id}",
+            )
+
+    def _give_way(self, grant_id: str, credits: Decimal, at: datetime) -> None:
+        """Undo ``credits`` of the open cycles' draws on a grant, the latest cycle first;
+        what they no longer draw becomes their overage."""
+        for key in sorted(self.provisional, key=lambda k: self.provisional[k].cycle_start)[::-1]:
+            provisional = self.provisional[key]
+            back = min(provisional.draws.get(grant_id, _ZERO), credits)
+            if not back:
+                continue
+            draws = {
+                **provisional.draws,
+                grant_id: canonical_number(provisional.draws[grant_id] - back),
+            }
+            draws = {g: c for g, c in draws.items() if c}
+            after = replace(
+                provisional, draws=draws, overage=canonical_number(provisional.overage + back)
+            )
+            self.provisional[key] = after
+            reference = key.replace(_SEP, ":")
+            self._redraw({grant_id: back}, {}, at, reference, "subscription_cycle")
+            self._reovercharge(_ZERO, back, at, reference)
+            credits = canonical_number(credits - back)
+            if not credits:
+                return
 
     @event(Expired)
     def _on_expired(

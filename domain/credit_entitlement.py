@@ -6,6 +6,14 @@ A product attaches it with ``credits_amount`` per cycle; the attachment may
 override the rules, and the resolved rules are kept with the product's price
 (``CreditTerms``), so a cycle is always billed under the terms in force when
 it began.
+
+An update changes the entitlement's own rules: they are the defaults of
+attachments made from then on (a product created, or a product whose
+``credit_entitlements`` are sent again, which is a price change from the next
+cycle on). Products that attach it already keep the rules they resolved, so no
+cycle, begun or not, changes under them. A delete is soft: grants, drawdown and
+renewals of whatever attaches it go on; a product may not attach it anew until
+it is undeleted. ``precision`` never changes.
 """
 
 from __future__ import annotations
@@ -43,6 +51,16 @@ class CreditEntitlement(Aggregate):
         settings: dict[str, Any]
         created_at: datetime
 
+    class Updated(Aggregate.Event):
+        settings: dict[str, Any]
+        updated_at: datetime
+
+    class Deleted(Aggregate.Event):
+        deleted_at: datetime
+
+    class Undeleted(Aggregate.Event):
+        undeleted_at: datetime
+
     @event(Created)
     def __init__(
         self, business_id: str, entitlement_id: str, settings: dict[str, Any], created_at: datetime
@@ -51,10 +69,63 @@ class CreditEntitlement(Aggregate):
         self.entitlement_id = entitlement_id
         self.settings = settings
         self.created_at = created_at
+        self.updated_at = created_at
+        self.deleted_at: datetime | None = None
 
     @staticmethod
     def create_id(business_id: str, entitlement_id: str) -> UUID:
         return entitlement_aggregate_id(business_id, entitlement_id)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def check_not_deleted(self, path: str = "") -> None:
+        if self.deleted_at is not None:
+            raise CreditEntitlementDeletedError(
+                f"{path}credit entitlement {self.entitlement_id!r} is deleted; undelete it first",
+                path=f"$.{path.rstrip(': ')}" if path else "$.id",
+            )
+
+    def update(self, changes: Mapping[str, Any], at: datetime) -> None:
+        """New rules for attachments made from now on (see ``parse_update``)."""
+        self.check_not_deleted()
+        settings = parse_update(self.settings, changes)
+        if settings != self.settings:
+            self._on_updated(settings, at)
+
+    def delete(self, at: datetime) -> None:
+        """Soft: what already attaches it keeps using it; no product may attach it anew."""
+        if self.deleted_at is None:
+            self._on_deleted(at)
+
+    def undelete(self, at: datetime) -> None:
+        if self.deleted_at is not None:
+            self._on_undeleted(at)
+
+    @event(Updated)
+    def _on_updated(self, settings: dict[str, Any], updated_at: datetime) -> None:
+        self.settings = settings
+        self.updated_at = updated_at
+
+    @event(Deleted)
+    def _on_deleted(self, deleted_at: datetime) -> None:
+        self.deleted_at = self.updated_at = deleted_at
+
+    @event(Undeleted)
+    def _on_undeleted(self, undeleted_at: datetime) -> None:
+        self.deleted_at = None
+        self.updated_at = undeleted_at
+
+
+class CreditEntitlementDeletedError(DomainError):
+    """A deleted entitlement serves what already attaches it, and nothing new."""
+
+    code = "credit_entitlement_deleted"
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.detail = {"path": path}
 
 
 OVERAGE_CHOICES = (
@@ -145,6 +216,21 @@ def parse_entitlement(raw: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
+_UPDATE_FIELDS = _ENTITLEMENT_FIELDS - {"precision"}
+
+
+def parse_update(settings: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings after an update: the fields given replace theirs (null clears an
+    optional one), checked as a new entitlement's are. ``precision`` never changes:
+    every amount already in the ledger is at it."""
+    if "precision" in raw:
+        raise InvalidCreditError("precision cannot change once an entitlement exists")
+    unknown = sorted(set(raw) - _UPDATE_FIELDS)
+    if unknown:
+        raise InvalidCreditError(f"unknown field {unknown[0]!r}")
+    return parse_entitlement({**settings, **raw})
+
+
 _OPTIONAL_COUNTS = (
     ("rollover_percentage", 0, 100),
     ("max_rollover_count", 0, 1000),
@@ -191,8 +277,6 @@ def resolve_attachment(
     entitlement_id = raw.get("credit_entitlement_id")
     if not isinstance(entitlement_id, str) or entitlement_id not in entitlements:
         raise InvalidCreditError(f"{path}.credit_entitlement_id: no such credit entitlement")
-    if raw.get("trial_credits") not in (None, "0"):
-        raise InvalidCreditError(f"{path}.trial_credits: trial credits are not supported")
     check_rules(raw, f"{path}.")
     currency, price, proration, threshold = _attachment_fields(raw, path)
     settings = entitlements[entitlement_id]
@@ -215,11 +299,19 @@ def resolve_attachment(
         "low_balance_threshold_percent": threshold,
         **resolved,
     }
+    trial = raw.get("trial_credits")
+    if trial is not None and not isinstance(trial, str):
+        raise InvalidCreditError(f"{path}.trial_credits: a decimal string is required")
+    if trial is not None:
+        wire["trial_credits"] = trial
+        wire["trial_credits_expire_after_trial"] = bool(raw.get("trial_credits_expire_after_trial"))
     try:
         terms = terms_from_wire(wire)
     except InvalidCreditError as error:
         raise InvalidCreditError(f"{path}: {error.message}") from None
     wire["credits_amount"] = format(terms.credits_amount, "f")
+    if trial is not None:
+        wire["trial_credits"] = format(terms.trial_credits, "f")
     if terms.overage_limit is not None:
         wire["overage_limit"] = format(terms.overage_limit, "f")
     return wire
@@ -255,8 +347,6 @@ def _terms(wire: Mapping[str, Any], entitlement_id: str, amount: Decimal) -> Cre
     behavior = wire.get("overage_behavior") or "forgive_at_reset"
     if behavior not in OVERAGE_CHOICES:
         raise InvalidCreditError(f"overage_behavior must be one of {', '.join(OVERAGE_CHOICES)}")
-    if behavior.startswith("carry_deficit"):
-        raise InvalidCreditError(f"overage_behavior {behavior!r} is not supported yet")
     rollover = None
     timeframe = None
     count, interval = wire.get("rollover_timeframe_count"), wire.get("rollover_timeframe_interval")
@@ -274,6 +364,7 @@ def _terms(wire: Mapping[str, Any], entitlement_id: str, amount: Decimal) -> Cre
         if count is not None:
             timeframe = _guard(lambda: Frequency(Interval.parse(interval), count))
     limit = wire.get("overage_limit")
+    trial = wire.get("trial_credits")
     return CreditTerms(
         entitlement_id,
         amount,
@@ -284,6 +375,8 @@ def _terms(wire: Mapping[str, Any], entitlement_id: str, amount: Decimal) -> Cre
         rollover,
         wire.get("expires_after_days"),
         timeframe,
+        Decimal(0) if trial is None else _decimal_text(trial, "trial_credits"),
+        bool(wire.get("trial_credits_expire_after_trial")),
     )
 
 

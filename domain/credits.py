@@ -29,7 +29,11 @@ entitlement's ``precision``; the grants give what they have. What they do not
 cover is overage: billed at the meter's ``price_per_unit`` only when the
 entitlement's overage is enabled with ``overage_behavior`` ``invoice_at_billing``,
 and then at most ``overage_limit`` credits' worth per cycle (``None``: no limit);
-every other overage unit is forgiven (not billed) and recorded as such.
+every other overage unit is not billed on the invoice. With ``overage_behavior``
+``carry_deficit`` or ``carry_deficit_auto_repay`` (overage enabled) the cycle's
+overage, up to ``overage_limit`` credits, is not reset when the cycle is settled:
+it stays on the account as a deficit (``domain.credit_account``); the rest is
+forgiven.
 """
 
 from __future__ import annotations
@@ -56,8 +60,14 @@ _ROUNDING = Context(prec=1000, traps=[InvalidOperation, Overflow])  # rounds on 
 _CEILING = Context(prec=1000, rounding=ROUND_CEILING, traps=[InvalidOperation, Overflow])
 _ZERO = Decimal(0)
 MAX_PRECISION = 12
-OVERAGE_BEHAVIORS = ("forgive_at_reset", "invoice_at_billing")
+OVERAGE_BEHAVIORS = (
+    "forgive_at_reset",
+    "invoice_at_billing",
+    "carry_deficit",
+    "carry_deficit_auto_repay",
+)
 BILLED_OVERAGE = "invoice_at_billing"
+REPAID_DEFICIT = "carry_deficit_auto_repay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +208,8 @@ class CreditTerms:
     rollover: RolloverRule | None = None
     expires_after_days: int | None = None
     rollover_timeframe: Frequency | None = None
+    trial_credits: Decimal = Decimal(0)  # granted once, when a subscription's trial begins
+    trial_credits_expire_after_trial: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.entitlement_id, str) or not self.entitlement_id:
@@ -206,6 +218,9 @@ class CreditTerms:
             raise InvalidCreditError(f"precision must be an integer from 0 to {MAX_PRECISION}")
         object.__setattr__(
             self, "credits_amount", self.at_precision("credits_amount", self.credits_amount)
+        )
+        object.__setattr__(
+            self, "trial_credits", self.at_precision("trial_credits", self.trial_credits)
         )
         if self.overage_behavior not in OVERAGE_BEHAVIORS:
             raise InvalidCreditError(
@@ -223,6 +238,23 @@ class CreditTerms:
     @property
     def bills_overage(self) -> bool:
         return self.overage_enabled and self.overage_behavior == BILLED_OVERAGE
+
+    @property
+    def carries_deficit(self) -> bool:
+        """A cycle's overage outlives its settlement (Dodo: preserved at reset)."""
+        return self.overage_enabled and self.overage_behavior.startswith("carry_deficit")
+
+    @property
+    def repays_deficit(self) -> bool:
+        """Credit given after a deficit was carried pays it back first."""
+        return self.carries_deficit and self.overage_behavior == REPAID_DEFICIT
+
+    def carried(self, overage: Decimal) -> Decimal:
+        """Of a cycle's ``overage``, the credits carried as a deficit (the rest is reset)."""
+        if not self.carries_deficit:
+            return _ZERO
+        limit = self.overage_limit
+        return canonical_number(overage if limit is None else min(overage, limit))
 
     def at_precision(self, name: str, value: object) -> Decimal:
         """``value`` as credit units, refused when finer than the entitlement's precision."""

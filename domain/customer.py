@@ -49,9 +49,50 @@ class Customer(Aggregate):
         self.metadata = metadata
         self.created_at = created_at
 
+    class Updated(Aggregate.Event):
+        email: str
+        name: str
+        phone_number: str | None
+        metadata: Metadata
+        updated_at: datetime
+
     @staticmethod
     def create_id(business_id: str, customer_id: str) -> UUID:
         return customer_aggregate_id(business_id, customer_id)
+
+    def update(
+        self,
+        email: str,
+        name: str,
+        phone_number: str | None,
+        metadata: Metadata,
+        at: datetime,
+    ) -> None:
+        """Change the customer's details; the same details again record nothing."""
+        email, name = email.strip(), name.strip()
+        check_customer_fields(email, name, phone_number)
+        if (email, name, phone_number, metadata) != (
+            self.email,
+            self.name,
+            self.phone_number,
+            self.metadata,
+        ):
+            self._on_updated(email, name, phone_number, metadata, at)
+
+    @event(Updated)
+    def _on_updated(
+        self,
+        email: str,
+        name: str,
+        phone_number: str | None,
+        metadata: Metadata,
+        updated_at: datetime,
+    ) -> None:
+        del updated_at
+        self.email = email
+        self.name = name
+        self.phone_number = phone_number
+        self.metadata = metadata
 
 
 def check_customer_fields(email: str, name: str, phone_number: str | None = None) -> None:

@@ -92,3 +92,9 @@ class InvalidProductError(DomainError):
 
 class InvalidSubscriptionError(DomainError):
     code = "invalid_subscription"
+
+
+class ProductArchivedError(DomainError):
+    """An archived product takes no new subscriptions (those it has keep billing)."""
+
+    code = "product_archived"

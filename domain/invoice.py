@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import islice
@@ -39,12 +39,15 @@ from itertools import islice
 from domain.credits import CreditLink, Draw, Grant, Overage, cover
 from domain.cycles import Cycle
 from domain.errors import InvoiceMismatchError
+from domain.grouping import group_tallies
+from domain.line import GroupValue, Line, SubLine, chargeable_units, price_line
 from domain.meter import MeterSpec, Tally, UsageRecord, canonical_number
-from domain.pricing import Line, UsagePrice, chargeable_units, meter_line
+from domain.price_model import PriceModel, TierCharge
+from domain.pricing import MeterPrice, UsagePrice
 
 FORMAT = "ledger.invoice/1"
 CHUNK = 10_000  # events tallied at a time: bounds memory, amortises the per-chunk merge
-JsonValue = str | int | list["JsonValue"] | dict[str, "JsonValue"]
+JsonValue = str | int | None | list["JsonValue"] | dict[str, "JsonValue"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,11 @@ class InvoiceLine:
     unit_price: Decimal
     amount_minor: int
     forgiven: Decimal = Decimal(0)
+    price: MeterPrice | None = None  # None: plain per unit (domain.line.Line)
+    tiers: tuple[TierCharge, ...] = ()
+    packages: int | None = None
+    priced_minor: int | None = None
+    sub_lines: tuple[SubLine, ...] = ()
 
     @classmethod
     def of(cls, meter_id: str, line: Line) -> InvoiceLine:
@@ -73,6 +81,11 @@ class InvoiceLine:
             line.unit_price,
             line.amount_minor,
             line.forgiven,
+            line.price,
+            line.tiers,
+            line.packages,
+            line.priced_minor,
+            line.sub_lines,
         )
 
 
@@ -160,6 +173,10 @@ class Invoice:
         return hashlib.sha256(self.canonical_bytes()).hexdigest()
 
 
+Groups = Mapping[str, Mapping[GroupValue, Decimal]]
+"""Per grouped meter, each value's quantity (``domain.grouping``)."""
+
+
 def fold_invoice(
     cycle: Cycle,
     price: UsagePrice,
@@ -177,12 +194,23 @@ def fold_invoice(
     with their balances before it, drawn on by meters linked to an entitlement
     (``domain.credits.cover``); ``credits`` gives unlinked meters plain credit units.
     """
-    tallies = cycle_tallies(cycle, price, meters, events)
+    tallies, grouped = _cycle_pass(cycle, price, meters, events)
     consumed = {
         meter_id: tally.result(meters[meter_id].aggregation) for meter_id, tally in tallies.items()
     }
+    groups = {
+        meter_id: {value: t.result(meters[meter_id].aggregation) for value, t in by_value.items()}
+        for meter_id, by_value in grouped.items()
+    }
     return price_cycle(
-        cycle, price, consumed, cut=cut, credits=credits, grants=grants, adjustments=adjustments
+        cycle,
+        price,
+        consumed,
+        cut=cut,
+        credits=credits,
+        grants=grants,
+        adjustments=adjustments,
+        groups=groups,
     )
 
 
@@ -193,19 +221,39 @@ def cycle_tallies(
     events: Iterable[UsageRecord],
 ) -> dict[str, Tally]:
     """Each priced meter's tally of the events within ``cycle``; tallies merge across parts."""
+    return _cycle_pass(cycle, price, meters, events)[0]
+
+
+def _cycle_pass(
+    cycle: Cycle,
+    price: UsagePrice,
+    meters: Mapping[str, MeterSpec],
+    events: Iterable[UsageRecord],
+) -> tuple[dict[str, Tally], dict[str, dict[GroupValue, Tally]]]:
+    """Each priced meter's tally, and each grouped meter's tally per value, in one pass."""
     missing = sorted(meter.meter_id for meter in price.meters if meter.meter_id not in meters)
     if missing:
         raise InvoiceMismatchError(f"no meter definition for priced meters {missing}")
     start, end = cycle.start, cycle.end
     specs = [(meter.meter_id, meters[meter.meter_id]) for meter in price.meters]
+    keys = {m.meter_id: m.group_by for m in price.meters if m.group_by is not None}
     tallies = {meter_id: Tally() for meter_id, _ in specs}
+    grouped: dict[str, dict[GroupValue, Tally]] = {meter_id: {} for meter_id in keys}
     # One pass over ``events`` (it may be a stream), a chunk at a time, so memory
     # stays flat in the number of events; tallies merge into the tally of all.
     within = (record for record in events if start <= record[0] < end)
     while chunk := list(islice(within, CHUNK)):
         for meter_id, spec in specs:
             tallies[meter_id] = tallies[meter_id].merge(spec.tally(chunk))
-    return tallies
+            if meter_id in keys:
+                merge_groups(grouped[meter_id], group_tallies(spec, keys[meter_id], chunk))
+    return tallies, grouped
+
+
+def merge_groups(into: dict[GroupValue, Tally], part: Mapping[GroupValue, Tally]) -> None:
+    """Merge one part's tallies per value into ``into``."""
+    for value, tally in part.items():
+        into[value] = into.get(value, Tally()).merge(tally)
 
 
 def price_cycle(
@@ -217,9 +265,14 @@ def price_cycle(
     credits: Mapping[str, Decimal | int] | None = None,
     grants: Mapping[str, Sequence[Grant]] | None = None,
     adjustments: Iterable[Adjustment] = (),
+    groups: Groups | None = None,
 ) -> Invoice:
-    """The invoice of ``cycle`` given each priced meter's measured quantity."""
+    """The invoice of ``cycle`` given each priced meter's measured quantity.
+
+    ``groups`` gives each grouped meter's quantity per value (``domain.line``).
+    """
     credits = dict(credits or {})
+    groups = groups or {}
     priced = {meter.meter_id for meter in price.meters}
     links: dict[str, CreditLink] = {m.meter_id: m.credit for m in price.meters if m.credit}
     if set(credits) & set(links):
@@ -246,12 +299,12 @@ def price_cycle(
     lines = (
         InvoiceLine.of(
             meter.meter_id,
-            meter_line(
+            price_line(
                 consumed[meter.meter_id],
-                meter.free_threshold,
-                meter.price_per_unit,
+                meter,
                 credits.get(meter.meter_id, 0),
                 forgiven.get(meter.meter_id, 0),
+                groups.get(meter.meter_id),
             ),
         )
         for meter in price.meters
@@ -309,8 +362,11 @@ def adjustment(old: Invoice, new: Invoice) -> Adjustment:
     return Adjustment(new.currency, new.cycle_start, new.cycle_end, old.cut, new.cut, lines)
 
 
-def _terms(line: InvoiceLine) -> tuple[str, int, Decimal]:
-    return (line.meter_id, line.free_threshold, line.unit_price)
+def _terms(line: InvoiceLine) -> tuple[str, int, object]:
+    """What prices a line: the same in both folds of an adjustment."""
+    if line.price is None:
+        return (line.meter_id, line.free_threshold, line.unit_price)
+    return (line.meter_id, line.free_threshold, replace(line.price, credit=None))
 
 
 def _minus(after: Decimal, before: Decimal) -> Decimal:
@@ -330,10 +386,72 @@ def _iso(moment: datetime) -> str:
 
 
 def _line_json(line: InvoiceLine | AdjustmentLine) -> dict[str, JsonValue]:
+    """A line's plain fields; a line priced by our extensions adds how (``_pricing_json``)."""
     document: dict[str, JsonValue] = {}
     for field in fields(line):
         value = getattr(line, field.name)
-        document[field.name] = _decimal(value) if isinstance(value, Decimal) else value
+        if isinstance(value, Decimal):
+            document[field.name] = _decimal(value)
+        elif isinstance(value, int | str) and field.name not in _EXTENSION_FIELDS:
+            document[field.name] = value
+    if isinstance(line, InvoiceLine) and line.price is not None:
+        document.update(_pricing_json(line, line.price))
+    return document
+
+
+_EXTENSION_FIELDS = frozenset({"packages", "priced_minor"})  # written by _pricing_json
+
+
+def _pricing_json(line: InvoiceLine, price: MeterPrice) -> dict[str, JsonValue]:
+    document: dict[str, JsonValue] = {}
+    if price.group_by is not None:
+        document["group_by"] = price.group_by
+        document["sub_lines"] = [_sub_line_json(sub) for sub in line.sub_lines]
+    else:
+        document.update(_model_json(price.pricing, line.tiers, line.packages))
+    if line.priced_minor is not None:
+        document["priced_minor"] = line.priced_minor
+    bounds = {"minimum_amount": price.minimum_minor, "maximum_amount": price.maximum_minor}
+    document.update({name: value for name, value in bounds.items() if value is not None})
+    return document
+
+
+def _sub_line_json(sub: SubLine) -> dict[str, JsonValue]:
+    document: dict[str, JsonValue] = {
+        "value": sub.value,
+        "consumed": _decimal(sub.consumed),
+        "billed_units": _decimal(sub.billed_units),
+        "unit_price": _decimal(sub.unit_price),
+        "amount_minor": sub.amount_minor,
+    }
+    if sub.rest:
+        document["values_merged"] = sub.rest
+    document.update(_model_json(sub.model, sub.tiers, sub.packages))
+    return document
+
+
+def _model_json(
+    model: PriceModel, charged: tuple[TierCharge, ...], packages: int | None
+) -> dict[str, JsonValue]:
+    """How a model priced: each tier with what it charged, or the packages."""
+    document: dict[str, JsonValue] = {"pricing_model": model.kind.value}
+    if model.tiers:
+        used = {part.index: part for part in charged}
+        document["tiers"] = [
+            {
+                "up_to": None if tier.up_to is None else _decimal(tier.up_to),
+                "price_per_unit": _decimal(tier.price_per_unit),
+                "flat_fee": tier.flat_fee,
+                "units": _decimal(used[i].units) if i in used else "0",
+                "amount": _decimal(used[i].amount) if i in used else "0",
+            }
+            for i, tier in enumerate(model.tiers)
+        ]
+    if packages is not None:
+        document["package_size"] = model.package_size
+        document["package_price"] = _decimal(model.package_price)
+        document["package_rounding"] = model.rounding.value
+        document["packages"] = packages
     return document
 
 

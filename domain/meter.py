@@ -86,6 +86,10 @@ class AggregationKind(StrEnum):
     def is_order_free(self) -> bool:
         return self is not AggregationKind.LAST
 
+    def is_additive(self) -> bool:
+        """The value of a union of events is the sum of its parts' values."""
+        return self in (AggregationKind.COUNT, AggregationKind.SUM)
+
 
 @dataclass(frozen=True, slots=True)
 class Aggregation:

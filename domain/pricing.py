@@ -2,7 +2,7 @@
 
 A ``UsagePrice`` is the wire's ``usage_based_price``: a currency, a fixed price
 per cycle (an integer in the currency's minor unit), a billing frequency and up
-to ``MAX_METERS`` meters, each priced per unit above a free threshold.
+to ``MAX_METERS`` meters, each priced above a free threshold.
 
 ``price_per_unit`` is a decimal string ALREADY in the currency's minor unit
 (``"2"`` is 2 cents for USD, 2 yen for JPY, 2 fils for KWD), written plainly:
@@ -12,28 +12,17 @@ charged). So the currency's exponent (``CURRENCY_EXPONENTS``, ISO 4217 minor
 units) never enters a computation: it only says how to display an amount
 (``format_minor(3000, "USD")`` is ``"30.00"``).
 
-A meter's line (``meter_line``):
-
-- ``chargeable = max(consumed - free_threshold, 0)``
-- ``credits_applied = min(credit_units, chargeable)``: credits cover usage above
-  the free threshold first.
-- ``billed_units = chargeable - credits_applied - forgiven``, where ``forgiven``
-  is usage credits did not cover that the credit entitlement's overage settings
-  say is not billed (``domain.credits``).
-- ``amount_minor = billed_units * price_per_unit``, computed exactly and then
-  rounded ONCE to a whole number of minor units with ROUND_HALF_EVEN (banker's
-  rounding: a half goes to the even neighbour, so 0.5 -> 0, 1.5 -> 2, 2.5 -> 2).
-  This is THE rounding mode of the ledger; nothing else is ever rounded, and an
-  invoice's total is the sum of its rounded lines.
+A meter's price (``MeterPrice``) is per unit, as the wire has it, or one of
+our extension models (graduated or volume tiers, packages: ``domain.price_model``),
+optionally bounded by a minimum and maximum amount and grouped by a metadata key
+with a model per value. ``domain.line`` turns a cycle's usage into a priced line.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import (
-    ROUND_HALF_EVEN,
     Context,
     Decimal,
     DivisionByZero,
@@ -46,15 +35,22 @@ from domain.credits import CreditLink, CreditTerms
 from domain.cycles import Frequency, Interval
 from domain.errors import InvalidPriceError
 from domain.meter import canonical_number
+from domain.price_model import (
+    MAX_AMOUNT_MINOR,
+    PriceModel,
+    PricingModel,
+    check_amount,
+    check_price,
+)
+from domain.price_model import parse_price_per_unit as parse_price_per_unit  # noqa: PLC0414 - re-exported
 
 MAX_METERS = 10
-MAX_AMOUNT_MINOR = 10**15  # below 2**53, so every amount survives a JSON double
 MAX_FREE_THRESHOLD = 10**18
-MAX_PRICE_INTEGER_DIGITS = 5
-MAX_PRICE_DECIMAL_PLACES = 12
 MAX_METER_ID_LENGTH = 255
+MAX_GROUPS = 50  # values priced apart on one line
+MAX_GROUP_KEY_LENGTH = 255
+MAX_SUB_LINES = 100  # sub-lines of a grouped line; further unlisted values share one
 
-_PRICE_TEXT = re.compile(r"([0-9]{1,5})(?:\.([0-9]{1,12}))?")
 # Meter quantities carry at most ~1,000 digits (domain.meter's exact context) and
 # prices 17, so every product below is exact; Inexact is trapped to prove it.
 _EXACT = Context(prec=2000, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
@@ -92,38 +88,86 @@ def format_minor(amount_minor: int, currency: str) -> str:
     return format(Decimal(amount_minor).scaleb(-exponent, _EXACT), f".{exponent}f")
 
 
-def parse_price_per_unit(raw: object) -> Decimal:
-    """The wire's ``price_per_unit`` string as an exact, canonical Decimal."""
-    if not isinstance(raw, str) or _PRICE_TEXT.fullmatch(raw) is None:
-        raise InvalidPriceError(
-            f"price_per_unit must be a decimal string in the currency's minor unit, with at "
-            f"most {MAX_PRICE_INTEGER_DIGITS} digits before the point and "
-            f"{MAX_PRICE_DECIMAL_PLACES} after it (such as '2' or '0.001'), not {str(raw)[:40]!r}"
-        )
-    return canonical_number(Decimal(raw))
+@dataclass(frozen=True, slots=True)
+class GroupPrice:
+    """The model for the units whose ``group_by`` metadata value is ``value``."""
+
+    value: str
+    model: PriceModel
 
 
 @dataclass(frozen=True, slots=True)
 class MeterPrice:
-    """What one unit of a meter costs (in minor units) above its free threshold."""
+    """How a meter's usage above its free threshold is priced.
+
+    ``price_per_unit`` is the per-unit price (the SDK's field); ``model``, when
+    given, prices otherwise (``domain.price_model``). ``minimum_minor`` and
+    ``maximum_minor`` bound the line's rounded amount. With ``group_by``, each
+    value of that metadata key is priced apart, by its ``groups`` entry or else
+    by the line's own model (``price_line``).
+    """
 
     meter_id: str
     price_per_unit: Decimal
     free_threshold: int = 0
     credit: CreditLink | None = None
+    model: PriceModel | None = None
+    minimum_minor: int | None = None
+    maximum_minor: int | None = None
+    group_by: str | None = None
+    groups: tuple[GroupPrice, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.meter_id, str) or not 0 < len(self.meter_id) <= MAX_METER_ID_LENGTH:
             raise InvalidPriceError(f"meter_id must be 1 to {MAX_METER_ID_LENGTH} characters")
-        _check_price(self.price_per_unit)
+        check_price(self.price_per_unit, "price_per_unit")
         object.__setattr__(self, "price_per_unit", canonical_number(self.price_per_unit))
         _check_integer("free_threshold", self.free_threshold, MAX_FREE_THRESHOLD)
+        for name in ("minimum_minor", "maximum_minor"):
+            if getattr(self, name) is not None:
+                check_amount(name.replace("_minor", "_amount"), getattr(self, name))
+        if (
+            self.minimum_minor is not None
+            and self.maximum_minor is not None
+            and self.minimum_minor > self.maximum_minor
+        ):
+            raise InvalidPriceError("maximum_amount must not be below minimum_amount")
+        self._check_groups()
+
+    def _check_groups(self) -> None:
+        if self.groups and self.group_by is None:
+            raise InvalidPriceError("groups: prices per value need a group_by key")
+        if self.group_by is not None and not 0 < len(self.group_by) <= MAX_GROUP_KEY_LENGTH:
+            raise InvalidPriceError(f"group_by must be a key of 1 to {MAX_GROUP_KEY_LENGTH} chars")
+        if len(self.groups) > MAX_GROUPS:
+            raise InvalidPriceError(f"groups: at most {MAX_GROUPS} values are priced apart")
+        values = [group.value for group in self.groups]
+        if len(set(values)) != len(values):
+            raise InvalidPriceError("groups: each value may be priced once")
 
     @classmethod
     def parse(cls, meter_id: str, price_per_unit: object, free_threshold: int | None) -> MeterPrice:
         """From the wire's ``AddMeterToPrice`` fields; a missing threshold is 0."""
         price = parse_price_per_unit(price_per_unit)
         return cls(meter_id, price, 0 if free_threshold is None else free_threshold)
+
+    @property
+    def pricing(self) -> PriceModel:
+        """The line's own model (for a grouped line: the default for unlisted values)."""
+        return self.model if self.model is not None else PriceModel.per_unit(self.price_per_unit)
+
+    @property
+    def is_plain(self) -> bool:
+        """Priced per unit with no bounds and no groups: the SDK's own line."""
+        return (self.model is None or self.model.kind is PricingModel.PER_UNIT) and (
+            self.minimum_minor,
+            self.maximum_minor,
+            self.group_by,
+        ) == (None, None, None)
+
+    def model_for(self, value: str | None) -> PriceModel:
+        listed = next((group.model for group in self.groups if group.value == value), None)
+        return self.pricing if listed is None else listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,83 +215,6 @@ class UsagePrice:
 
     def meter(self, meter_id: str) -> MeterPrice | None:
         return next((meter for meter in self.meters if meter.meter_id == meter_id), None)
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One meter's usage in one cycle, priced. Quantities are canonical Decimals."""
-
-    consumed: Decimal
-    free_threshold: int
-    chargeable: Decimal
-    credits_applied: Decimal
-    billed_units: Decimal
-    unit_price: Decimal
-    amount_minor: int
-    forgiven: Decimal = _ZERO
-
-
-def chargeable_units(consumed: Decimal, free_threshold: int) -> Decimal:
-    """What of ``consumed`` lies above the free threshold."""
-    return canonical_number(max(_EXACT.subtract(consumed, free_threshold), _ZERO))
-
-
-def meter_line(
-    consumed: Decimal,
-    free_threshold: int,
-    price_per_unit: Decimal,
-    credit_units: Decimal | int = 0,
-    forgiven_units: Decimal | int = 0,
-) -> Line:
-    """Price ``consumed`` units; ``credit_units`` of credit cover what they can first.
-
-    ``forgiven_units`` of what credit did not cover are not billed (capped at that).
-    """
-    if not _is_count(credit_units):
-        raise InvalidPriceError(f"credit units must be a non-negative number, not {credit_units}")
-    if not _is_count(forgiven_units):
-        raise InvalidPriceError(f"forgiven units must be non-negative, not {forgiven_units}")
-    chargeable = chargeable_units(consumed, free_threshold)
-    credits_applied = canonical_number(min(Decimal(credit_units), chargeable))
-    uncovered = _EXACT.subtract(chargeable, credits_applied)
-    forgiven = canonical_number(min(Decimal(forgiven_units), uncovered))
-    billed = canonical_number(_EXACT.subtract(uncovered, forgiven))
-    amount = round_minor(_EXACT.multiply(billed, price_per_unit))
-    return Line(
-        canonical_number(consumed),
-        free_threshold,
-        chargeable,
-        credits_applied,
-        billed,
-        canonical_number(price_per_unit),
-        amount,
-        forgiven,
-    )
-
-
-def round_minor(amount: Decimal) -> int:
-    """``amount`` minor units rounded to a whole one, half to even: the ledger's one rounding."""
-    return int(amount.to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
-def _is_count(units: object) -> bool:
-    if type(units) is int:
-        return units >= 0
-    return isinstance(units, Decimal) and units.is_finite() and units >= 0
-
-
-def _check_price(price: object) -> None:
-    if not isinstance(price, Decimal) or not price.is_finite() or price < 0:
-        raise InvalidPriceError("price_per_unit must be a finite, non-negative Decimal")
-    canonical = canonical_number(price)
-    exponent = canonical.as_tuple().exponent
-    if canonical.adjusted() >= MAX_PRICE_INTEGER_DIGITS or (
-        isinstance(exponent, int) and exponent < -MAX_PRICE_DECIMAL_PLACES
-    ):
-        raise InvalidPriceError(
-            f"price_per_unit {canonical} has more than {MAX_PRICE_INTEGER_DIGITS} digits before "
-            f"the point or {MAX_PRICE_DECIMAL_PLACES} after it"
-        )
 
 
 def _check_integer(name: str, value: object, limit: int) -> None:

@@ -26,9 +26,16 @@ from eventsourcing.domain import Aggregate, event
 from domain.credit_entitlement import terms_from_wire
 from domain.credits import CreditLink
 from domain.cycles import Interval, cycle
-from domain.errors import DomainError, InvalidCreditError, InvalidPriceError, InvalidProductError
+from domain.errors import (
+    DomainError,
+    InvalidCreditError,
+    InvalidPriceError,
+    InvalidProductError,
+    ProductArchivedError,
+)
 from domain.metadata import Metadata
-from domain.pricing import MeterPrice, UsagePrice
+from domain.price_model import MODEL_FIELDS, PricingModel, parse_price_model
+from domain.pricing import GroupPrice, MeterPrice, UsagePrice
 from domain.text import is_storable
 
 PRODUCT_NAMESPACE = uuid5(NAMESPACE_URL, "https://ledger.invalid/product")
@@ -64,8 +71,15 @@ _METER_FIELDS = frozenset(
         "name",
         "description",
         "measurement_unit",
+        # our extensions (domain.price_model, domain.line)
+        *MODEL_FIELDS,
+        "minimum_amount",
+        "maximum_amount",
+        "group_by",
+        "groups",
     }
 )
+_GROUP_FIELDS = frozenset({"value", *MODEL_FIELDS})
 
 
 def product_aggregate_id(business_id: str, product_id: str) -> UUID:
@@ -136,28 +150,75 @@ def _parse_meters(meters_raw: list[Any]) -> tuple[list[MeterPrice], list[dict[st
     meters: list[MeterPrice] = []
     wire_meters: list[dict[str, Any]] = []
     for index, item in enumerate(meters_raw):
-        meter = _object(item, f"price.meters[{index}]", _METER_FIELDS)
+        path = f"price.meters[{index}]"
+        meter = _object(item, path, _METER_FIELDS)
         meter_id = meter.get("meter_id")
         if not isinstance(meter_id, str) or not is_storable(meter_id):
-            raise InvalidPriceError(f"price.meters[{index}].meter_id: a meter id is required")
+            raise InvalidPriceError(f"{path}.meter_id: a meter id is required")
         try:
-            priced = MeterPrice.parse(
-                meter_id, meter.get("price_per_unit"), meter.get("free_threshold")
-            )
+            priced = _meter_price(meter_id, meter, path)
             link = _credit_link(meter)
         except (InvalidPriceError, InvalidCreditError) as error:
-            raise InvalidPriceError(f"price.meters[{index}]: {error.message}") from None
+            message = error.message
+            raise InvalidPriceError(
+                message if message.startswith(path) else f"{path}: {message}"
+            ) from None
         meters.append(replace(priced, credit=link))
-        wire_meter: dict[str, Any] = {
-            "meter_id": priced.meter_id,
-            "price_per_unit": format(priced.price_per_unit, "f"),
-            "free_threshold": priced.free_threshold,
-        }
-        if link is not None:
-            wire_meter["credit_entitlement_id"] = link.entitlement_id
-            wire_meter["meter_units_per_credit"] = format(link.units_per_credit, "f")
-        wire_meters.append(wire_meter)
+        wire_meters.append(_wire_meter(priced, link))
     return meters, wire_meters
+
+
+def _meter_price(meter_id: str, meter: Mapping[str, Any], path: str) -> MeterPrice:
+    """The meter's price: the SDK's per-unit fields, or one of our extension models."""
+    model = parse_price_model(meter, path)
+    free_threshold = meter.get("free_threshold")
+    group_by = meter.get("group_by")
+    if group_by is not None and (not isinstance(group_by, str) or not is_storable(group_by)):
+        raise InvalidPriceError(f"{path}.group_by: a metadata key (a string) is required")
+    groups_raw = meter.get("groups") or []
+    if not isinstance(groups_raw, list):
+        raise InvalidPriceError(f"{path}.groups: must be a list")
+    groups = []
+    for position, raw_group in enumerate(groups_raw):
+        where = f"{path}.groups[{position}]"
+        group = _object(raw_group, where, _GROUP_FIELDS)
+        value = group.get("value")
+        if not isinstance(value, str) or not is_storable(value):
+            raise InvalidPriceError(f"{where}.value: the metadata value (a string) is required")
+        groups.append(GroupPrice(value, parse_price_model(group, where)))
+    try:
+        return MeterPrice(
+            meter_id,
+            model.price_per_unit,
+            0 if free_threshold is None else free_threshold,
+            model=None if model.kind is PricingModel.PER_UNIT else model,
+            minimum_minor=meter.get("minimum_amount"),
+            maximum_minor=meter.get("maximum_amount"),
+            group_by=group_by,
+            groups=tuple(groups),
+        )
+    except InvalidPriceError as error:
+        raise InvalidPriceError(f"{path}.{error.message}") from None
+
+
+def _wire_meter(priced: MeterPrice, link: CreditLink | None) -> dict[str, Any]:
+    """The meter's canonical wire form: the SDK's fields, then ours where used."""
+    wire: dict[str, Any] = {"meter_id": priced.meter_id, **priced.pricing.to_wire()}
+    wire["free_threshold"] = priced.free_threshold
+    if link is not None:
+        wire["credit_entitlement_id"] = link.entitlement_id
+        wire["meter_units_per_credit"] = format(link.units_per_credit, "f")
+    extensions = {
+        "minimum_amount": priced.minimum_minor,
+        "maximum_amount": priced.maximum_minor,
+        "group_by": priced.group_by,
+    }
+    wire.update({field: value for field, value in extensions.items() if value is not None})
+    if priced.groups:
+        wire["groups"] = [
+            {"value": group.value, **group.model.to_wire()} for group in priced.groups
+        ]
+    return wire
 
 
 def _credit_link(meter: Mapping[str, Any]) -> CreditLink | None:
@@ -222,6 +283,12 @@ class Product(Aggregate):
         price: dict[str, Any]
         changed_at: datetime
 
+    class Archived(Aggregate.Event):
+        archived_at: datetime
+
+    class Unarchived(Aggregate.Event):
+        unarchived_at: datetime
+
     @event(Created)
     def __init__(
         self,
@@ -244,10 +311,33 @@ class Product(Aggregate):
         self.prices: list[tuple[datetime, dict[str, Any]]] = [(created_at, price)]
         self.created_at = created_at
         self.updated_at = created_at
+        self.archived_at: datetime | None = None
 
     @staticmethod
     def create_id(business_id: str, product_id: str) -> UUID:
         return product_aggregate_id(business_id, product_id)
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    def archive(self, at: datetime) -> None:
+        """Offer it no more: it refuses new subscriptions, and those it has keep billing.
+        Archiving an archived product changes nothing."""
+        if not self.is_archived:
+            self._on_archived(at)
+
+    def unarchive(self, at: datetime) -> None:
+        """Offer it again; unarchiving a product on offer changes nothing."""
+        if self.is_archived:
+            self._on_unarchived(at)
+
+    def check_open_to_new_subscriptions(self) -> None:
+        if self.is_archived:
+            raise ProductArchivedError(
+                f"product {self.product_id!r} is archived: it takes no new subscriptions "
+                "(unarchive it first); its subscriptions keep billing"
+            )
 
     def price_at(self, moment: datetime) -> UsagePrice:
         """The price in force at ``moment``: the last one set at or before it.
@@ -317,6 +407,16 @@ class Product(Aggregate):
         self.price = price
         self.prices = [*self.prices, (changed_at, price)]
         self.updated_at = changed_at
+
+    @event(Archived)
+    def _on_archived(self, archived_at: datetime) -> None:
+        self.archived_at = archived_at
+        self.updated_at = archived_at
+
+    @event(Unarchived)
+    def _on_unarchived(self, unarchived_at: datetime) -> None:
+        self.archived_at = None
+        self.updated_at = unarchived_at
 
 
 def _object(raw: object, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:

@@ -42,6 +42,20 @@ def check_quantity(quantity: object) -> int:
     return quantity
 
 
+def cycle_holding(started_at: datetime, interval: str, count: int, moment: datetime) -> Cycle:
+    """The cycle holding ``moment`` (the first one for a moment before the start)."""
+    if moment < started_at:
+        return cycle(started_at, Interval(interval), count, 0)
+    return cycle_at(started_at, Interval(interval), count, moment)
+
+
+def status_at(ends_at: datetime | None, end_reason: str, now: datetime) -> str:
+    """``active`` until ``ends_at``, then why it ended (``cancelled`` or ``expired``)."""
+    if ends_at is not None and now >= ends_at:
+        return "cancelled" if end_reason == "cancelled" else "expired"
+    return "active"
+
+
 class Subscription(Aggregate):
     """A customer's subscription to a product; its cycles follow from its start."""
 
@@ -59,6 +73,7 @@ class Subscription(Aggregate):
         payment: dict[str, Any]
         created_at: datetime
         term_ends_at: datetime | None = None  # the price's subscription period, from the start
+        trial_ends_at: datetime | None = None  # the trial (trial_period_days), from the start
 
     class Renewed(Aggregate.Event):
         """Cycle ``cycle_index`` (1 or more) has begun, at ``cycle_start``."""
@@ -95,6 +110,7 @@ class Subscription(Aggregate):
         payment: dict[str, Any],
         created_at: datetime,
         term_ends_at: datetime | None = None,
+        trial_ends_at: datetime | None = None,
     ) -> None:
         self.business_id = business_id
         self.subscription_id = subscription_id
@@ -112,6 +128,7 @@ class Subscription(Aggregate):
         self.cancellation_comment: str | None = None
         self.renewed_through = 0  # the last cycle begun; the first begins with the subscription
         self.term_ends_at = term_ends_at
+        self.trial_ends_at = trial_ends_at
         self.ended: str | None = None  # why it ended, once it has
 
     @staticmethod
@@ -123,9 +140,7 @@ class Subscription(Aggregate):
 
     def cycle_at(self, moment: datetime) -> Cycle:
         """The cycle holding ``moment`` (the first one for a moment before the start)."""
-        if moment < self.started_at:
-            return self.cycle(0)
-        return cycle_at(self.started_at, Interval(self.interval), self.interval_count, moment)
+        return cycle_holding(self.started_at, self.interval, self.interval_count, moment)
 
     @property
     def ends_at(self) -> datetime | None:
@@ -177,10 +192,7 @@ class Subscription(Aggregate):
         self.renewed_through = cycle_index
 
     def status(self, now: datetime) -> str:
-        ends_at = self.ends_at
-        if ends_at is not None and now >= ends_at:
-            return "cancelled" if self.end_reason == "cancelled" else "expired"
-        return "active"
+        return status_at(self.ends_at, self.end_reason, now)
 
     def cancel_at_period_end(self, comment: str | None, at: datetime) -> None:
         ends_at = self.ends_at

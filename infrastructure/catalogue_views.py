@@ -6,7 +6,9 @@ the business first, then the filter, then the creation time (newest first).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -17,17 +19,18 @@ from application.catalogue import CatalogueChanges
 from application.views import (
     CustomerQuery,
     CustomerView,
+    EntitlementQuery,
     EntitlementView,
     InvoiceQuery,
     InvoiceView,
     MeterQuery,
     MeterView,
-    PageQuery,
     ProductQuery,
     ProductView,
-    SubscriptionEntry,
     WebhookView,
 )
+from infrastructure import catalogue_subscriptions
+from infrastructure.catalogue_subscriptions import SubscriptionRowsSQL
 from infrastructure.codec import (
     decode_entitlement,
     decode_invoice,
@@ -44,7 +47,8 @@ from infrastructure.codec import (
     from_micros,
     to_micros,
 )
-from infrastructure.sql import TrackedSQL
+from infrastructure.sql import reset_tables
+from infrastructure.view_schema import lacking_columns, report_outdated
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS catalogue_customers ("
@@ -61,21 +65,16 @@ TABLES = (
     "CREATE INDEX IF NOT EXISTS catalogue_meters_by_time "
     "ON catalogue_meters (business_id, archived, created_at)",
     "CREATE TABLE IF NOT EXISTS catalogue_products ("
-    "business_id TEXT NOT NULL, product_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
-    "state TEXT NOT NULL, PRIMARY KEY (business_id, product_id))",
+    "business_id TEXT NOT NULL, product_id TEXT NOT NULL, archived BOOLEAN NOT NULL, "
+    "created_at BIGINT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (business_id, product_id))",
     "CREATE INDEX IF NOT EXISTS catalogue_products_by_time "
-    "ON catalogue_products (business_id, created_at)",
-    "CREATE TABLE IF NOT EXISTS catalogue_subscriptions ("
-    "business_id TEXT NOT NULL, subscription_id TEXT NOT NULL, customer_id TEXT NOT NULL, "
-    "product_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
-    "PRIMARY KEY (business_id, subscription_id))",
-    "CREATE INDEX IF NOT EXISTS catalogue_subscriptions_by_customer "
-    "ON catalogue_subscriptions (business_id, customer_id, created_at)",
+    "ON catalogue_products (business_id, archived, created_at)",
+    *catalogue_subscriptions.TABLES,
     "CREATE TABLE IF NOT EXISTS catalogue_entitlements ("
-    "business_id TEXT NOT NULL, entitlement_id TEXT NOT NULL, created_at BIGINT NOT NULL, "
-    "state TEXT NOT NULL, PRIMARY KEY (business_id, entitlement_id))",
+    "business_id TEXT NOT NULL, entitlement_id TEXT NOT NULL, deleted BOOLEAN NOT NULL, "
+    "created_at BIGINT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (business_id, entitlement_id))",
     "CREATE INDEX IF NOT EXISTS catalogue_entitlements_by_time "
-    "ON catalogue_entitlements (business_id, created_at)",
+    "ON catalogue_entitlements (business_id, deleted, created_at)",
     "CREATE TABLE IF NOT EXISTS catalogue_invoices ("
     "business_id TEXT NOT NULL, invoice_id TEXT NOT NULL, subscription_id TEXT NOT NULL, "
     "customer_id TEXT NOT NULL, cycle_start BIGINT NOT NULL, position BIGINT NOT NULL, "
@@ -104,10 +103,19 @@ NAMES = (
     "catalogue_webhooks",
 )
 DROP = tuple(f"DROP TABLE IF EXISTS {name}" for name in NAMES)
-INSERT_CUSTOMER = (
+# Columns added since a table was first made: an older table is rebuilt (view_schema).
+EXPECTED_COLUMNS = {
+    "catalogue_products": ("archived",),
+    "catalogue_entitlements": ("deleted",),
+    "catalogue_subscriptions": catalogue_subscriptions.COLUMNS,
+}
+MAX_LOOKUP = 1000  # ids looked up at once: a page's worth, with room
+UPSERT_CUSTOMER = (
     "INSERT INTO catalogue_customers "
     "(business_id, customer_id, email, name, phone_number, metadata, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (business_id, customer_id) DO UPDATE SET "
+    "email = excluded.email, name = excluded.name, phone_number = excluded.phone_number, "
+    "metadata = excluded.metadata"
 )
 UPSERT_METER = (
     "INSERT INTO catalogue_meters (business_id, meter_id, archived, created_at, state) "
@@ -115,18 +123,14 @@ UPSERT_METER = (
     "archived = excluded.archived, state = excluded.state"
 )
 UPSERT_PRODUCT = (
-    "INSERT INTO catalogue_products (business_id, product_id, created_at, state) "
-    "VALUES (?, ?, ?, ?) ON CONFLICT (business_id, product_id) DO UPDATE SET "
-    "state = excluded.state"
+    "INSERT INTO catalogue_products (business_id, product_id, archived, created_at, state) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_id, product_id) DO UPDATE SET "
+    "archived = excluded.archived, state = excluded.state"
 )
-INSERT_SUBSCRIPTION = (
-    "INSERT INTO catalogue_subscriptions "
-    "(business_id, subscription_id, customer_id, product_id, created_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
-INSERT_ENTITLEMENT = (
-    "INSERT INTO catalogue_entitlements (business_id, entitlement_id, created_at, state) "
-    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+UPSERT_ENTITLEMENT = (
+    "INSERT INTO catalogue_entitlements (business_id, entitlement_id, deleted, created_at, state) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (business_id, entitlement_id) DO UPDATE SET "
+    "deleted = excluded.deleted, state = excluded.state"
 )
 INSERT_INVOICE = (
     "INSERT INTO catalogue_invoices "
@@ -142,14 +146,22 @@ DELETE_WEBHOOK = "DELETE FROM catalogue_webhooks WHERE business_id = ? AND endpo
 PAGE = "LIMIT ? OFFSET ?"
 
 
-class CatalogueSQL(TrackedSQL):
+class CatalogueSQL(SubscriptionRowsSQL):
     drop_statements: tuple[str, ...] = DROP
+
+    def create_table(self) -> None:
+        lacking = lacking_columns(self, EXPECTED_COLUMNS)
+        if lacking:  # made by an older version: built again from the log
+            report_outdated("catalogue", lacking)
+            reset_tables(self)  # which creates the tables anew
+            return
+        super().create_table()
 
     def record(self, changes: CatalogueChanges, tracking: Tracking, after: int) -> None:
         with self._batch(tracking, after) as curs:
             if changes.customers:
                 curs.executemany(
-                    self._q(INSERT_CUSTOMER), [_customer_row(c) for c in changes.customers]
+                    self._q(UPSERT_CUSTOMER), [_customer_row(c) for c in changes.customers]
                 )
             if changes.meters:
                 curs.executemany(
@@ -169,31 +181,25 @@ class CatalogueSQL(TrackedSQL):
                 curs.executemany(
                     self._q(UPSERT_PRODUCT),
                     [
-                        (p.business_id, p.product_id, to_micros(p.created_at), encode_product(p))
+                        (
+                            p.business_id,
+                            p.product_id,
+                            p.archived,
+                            to_micros(p.created_at),
+                            encode_product(p),
+                        )
                         for p in changes.products
                     ],
                 )
-            if changes.subscriptions:
-                curs.executemany(
-                    self._q(INSERT_SUBSCRIPTION),
-                    [
-                        (
-                            s.business_id,
-                            s.subscription_id,
-                            s.customer_id,
-                            s.product_id,
-                            to_micros(s.created_at),
-                        )
-                        for s in changes.subscriptions
-                    ],
-                )
+            self._write_subscriptions(curs, changes.subscriptions)
             if changes.entitlements:
                 curs.executemany(
-                    self._q(INSERT_ENTITLEMENT),
+                    self._q(UPSERT_ENTITLEMENT),
                     [
                         (
                             e.business_id,
                             e.entitlement_id,
+                            e.deleted,
                             to_micros(e.created_at),
                             encode_entitlement(e),
                         )
@@ -276,18 +282,19 @@ class CatalogueSQL(TrackedSQL):
 
     def list_products(self, query: ProductQuery) -> list[ProductView]:
         statement = (
-            "SELECT state FROM catalogue_products WHERE business_id = ? "  # noqa: S608
+            "SELECT state FROM catalogue_products WHERE business_id = ? AND archived = ? "  # noqa: S608
             f"ORDER BY created_at DESC, product_id DESC {PAGE}"
         )
-        params = [query.business_id, *_page(query.page_number, query.page_size)]
+        params = [query.business_id, query.archived, *_page(query.page_number, query.page_size)]
         return [decode_product(row[0]) for row in self._fetch(statement, params)]
 
-    def list_entitlements(self, query: PageQuery) -> list[EntitlementView]:
+    def list_entitlements(self, query: EntitlementQuery) -> list[EntitlementView]:
         statement = (
-            "SELECT state FROM catalogue_entitlements WHERE business_id = ? "  # noqa: S608
+            "SELECT state FROM catalogue_entitlements "  # noqa: S608
+            "WHERE business_id = ? AND deleted = ? "
             f"ORDER BY created_at DESC, entitlement_id DESC {PAGE}"
         )
-        params = [query.business_id, *_page(query.page_number, query.page_size)]
+        params = [query.business_id, query.deleted, *_page(query.page_number, query.page_size)]
         return [decode_entitlement(row[0]) for row in self._fetch(statement, params)]
 
     def list_invoices(self, query: InvoiceQuery) -> list[InvoiceView]:
@@ -307,14 +314,45 @@ class CatalogueSQL(TrackedSQL):
         params += _page(query.page_number, query.page_size)
         return [decode_invoice(row[0]) for row in self._fetch(statement, params)]
 
-    def subscriptions_of(self, business_id: str, customer_id: str) -> list[SubscriptionEntry]:
-        rows = self._fetch(
-            "SELECT business_id, subscription_id, customer_id, product_id, created_at "
-            "FROM catalogue_subscriptions WHERE business_id = ? AND customer_id = ? "
-            "ORDER BY created_at, subscription_id",
-            [business_id, customer_id],
+    def customers_by_id(self, business_id: str, ids: Collection[str]) -> dict[str, CustomerView]:
+        rows = self._by_id(
+            "business_id, customer_id, email, name, phone_number, metadata, created_at",
+            "catalogue_customers",
+            "customer_id",
+            business_id,
+            ids,
         )
-        return [SubscriptionEntry(r[0], r[1], r[2], r[3], from_micros(r[4])) for r in rows]
+        found = (
+            CustomerView(r[0], r[1], r[2], r[3], r[4], decode_metadata(r[5]), from_micros(r[6]))
+            for r in rows
+        )
+        return {c.customer_id: c for c in found}
+
+    def products_by_id(self, business_id: str, ids: Collection[str]) -> dict[str, ProductView]:
+        rows = self._by_id("state", "catalogue_products", "product_id", business_id, ids)
+        return {p.product_id: p for p in (decode_product(r[0]) for r in rows)}
+
+    def meters_by_id(self, business_id: str, ids: Collection[str]) -> dict[str, MeterView]:
+        rows = self._by_id("state", "catalogue_meters", "meter_id", business_id, ids)
+        return {m.meter_id: m for m in (decode_meter(r[0]) for r in rows)}
+
+    def entitlements_by_id(
+        self, business_id: str, ids: Collection[str]
+    ) -> dict[str, EntitlementView]:
+        rows = self._by_id("state", "catalogue_entitlements", "entitlement_id", business_id, ids)
+        return {e.entitlement_id: e for e in (decode_entitlement(r[0]) for r in rows)}
+
+    def _by_id(
+        self, columns: str, table: str, key: str, business_id: str, ids: Collection[str]
+    ) -> list[Sequence[Any]]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        if len(wanted) > MAX_LOOKUP:
+            raise ValueError(f"at most {MAX_LOOKUP} ids are looked up at once, not {len(wanted)}")
+        marks = ", ".join("?" for _ in wanted)
+        statement = f"SELECT {columns} FROM {table} WHERE business_id = ? AND {key} IN ({marks})"  # noqa: S608
+        return self._fetch(statement, [business_id, *wanted])
 
     def invoices_after(self, position: int, limit: int) -> list[tuple[int, InvoiceView]]:
         rows = self._fetch(

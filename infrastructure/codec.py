@@ -71,6 +71,7 @@ class _ProductState(msgspec.Struct):
     price: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    archived: bool = False
 
 
 _product_decoder = msgspec.json.Decoder(_ProductState, float_hook=Decimal)
@@ -120,6 +121,8 @@ class _EntitlementState(msgspec.Struct):
     entitlement_id: str
     settings: dict[str, Any]
     created_at: datetime
+    updated_at: datetime | None = None  # rows written before updates existed have none
+    deleted: bool = False
 
 
 _entitlement_decoder = msgspec.json.Decoder(_EntitlementState)
@@ -131,6 +134,8 @@ def encode_entitlement(entitlement: EntitlementView) -> str:
         entitlement.entitlement_id,
         entitlement.settings,
         entitlement.created_at,
+        entitlement.updated_at,
+        entitlement.deleted,
     )
     return _encoder.encode(state).decode()
 
@@ -138,7 +143,12 @@ def encode_entitlement(entitlement: EntitlementView) -> str:
 def decode_entitlement(raw: str | bytes) -> EntitlementView:
     state = _entitlement_decoder.decode(raw)
     return EntitlementView(
-        state.business_id, state.entitlement_id, state.settings, state.created_at
+        state.business_id,
+        state.entitlement_id,
+        state.settings,
+        state.created_at,
+        state.updated_at,
+        state.deleted,
     )
 
 

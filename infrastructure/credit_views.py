@@ -33,6 +33,8 @@ TABLES = (
     "PRIMARY KEY (business_id, entitlement_id, customer_id, sequence))",
     "CREATE INDEX IF NOT EXISTS credit_grants_by_status "
     "ON credit_grants (business_id, entitlement_id, customer_id, status, created_at)",
+    "CREATE INDEX IF NOT EXISTS credit_balances_by_customer "
+    "ON credit_balances (business_id, customer_id, created_at)",
     "CREATE INDEX IF NOT EXISTS credit_ledger_by_type "
     "ON credit_ledger (business_id, entitlement_id, customer_id, transaction_type, sequence)",
 )
@@ -183,6 +185,20 @@ class CreditSQL(TrackedSQL):
                 "credit_entitlement_id": query.entitlement_id,
             }
             for row in self._fetch(statement, params)
+        ]
+
+    def customer_balances(
+        self, business_id: str, customer_id: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """The customer's balance under each entitlement it has one under, oldest first."""
+        rows = self._fetch(
+            "SELECT entitlement_id, balance, overage FROM credit_balances "
+            "WHERE business_id = ? AND customer_id = ? "
+            "ORDER BY created_at, entitlement_id LIMIT ?",
+            [business_id, customer_id, limit],
+        )
+        return [
+            {"credit_entitlement_id": row[0], "balance": row[1], "overage": row[2]} for row in rows
         ]
 
     def grants(self, query: GrantQuery) -> list[dict[str, Any]]:

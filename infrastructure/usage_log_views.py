@@ -182,21 +182,28 @@ class UsageLogSQL(TrackedSQL):
         """What counts, as (timestamp, event_id, event_name, metadata), ``STREAM_ROWS``
         rows at a time: on PostgreSQL through a server-side cursor, on SQLite by
         ``fetchmany``. The read transaction stays open until the iterator ends."""
-        statement = (
-            f"SELECT {RECORD_COLUMNS} FROM usage_events u "  # noqa: S608
-            "WHERE u.business_id = ? AND u.event_name = ? AND u.ts >= ? AND u.ts < ?"
+        statement, params = _counted(
+            RECORD_COLUMNS, business_id, event_name, customer_id, start, end, up_to
         )
-        params: list[object] = [business_id, event_name, to_micros(start), to_micros(end)]
-        if customer_id is not None:
-            statement += " AND u.customer_id = ?"
-            params.append(customer_id)
-        if up_to is None:
-            statement += f" AND {NOT_VOIDED}"
-        else:
-            statement += f" AND {COUNTED_AT}"
-            params += [up_to, up_to]
         for ts, event_id, name, metadata in self._stream(statement, params):
             yield from_micros(ts), event_id, name, decode_metadata(metadata)
+
+    def stream_customer_records(
+        self,
+        business_id: str,
+        event_name: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        up_to: int | None = None,
+    ) -> Iterator[tuple[str, UsageRecord]]:
+        """What ``stream_records`` streams, each record with its customer."""
+        columns = f"u.customer_id, {RECORD_COLUMNS}"
+        statement, params = _counted(
+            columns, business_id, event_name, customer_id, start, end, up_to
+        )
+        for customer, ts, event_id, name, metadata in self._stream(statement, params):
+            yield customer, (from_micros(ts), event_id, name, decode_metadata(metadata))
 
     def name_history(self, business_id: str, event_name: str, up_to: int) -> Iterator[Recorded]:
         statement = (
@@ -285,6 +292,30 @@ class UsageLogSQL(TrackedSQL):
             "SELECT business_id, event_id FROM usage_events WHERE position = ?", [position]
         )
         return f"usage event {rows[0][0]}/{rows[0][1]}" if rows else None
+
+
+def _counted(
+    columns: str,
+    business_id: str,
+    event_name: str,
+    customer_id: str | None,
+    start: datetime,
+    end: datetime,
+    up_to: int | None,
+) -> tuple[str, list[object]]:
+    """The statement selecting ``columns`` of the events of a name in ``[start, end)``
+    that count at ``up_to`` (``None``: not voided), and its parameters."""
+    statement = (
+        f"SELECT {columns} FROM usage_events u "  # noqa: S608
+        "WHERE u.business_id = ? AND u.event_name = ? AND u.ts >= ? AND u.ts < ?"
+    )
+    params: list[object] = [business_id, event_name, to_micros(start), to_micros(end)]
+    if customer_id is not None:
+        statement += " AND u.customer_id = ?"
+        params.append(customer_id)
+    if up_to is None:
+        return statement + f" AND {NOT_VOIDED}", params
+    return statement + f" AND {COUNTED_AT}", [*params, up_to, up_to]
 
 
 def usage_of(row: Sequence[Any]) -> UsageEventView:

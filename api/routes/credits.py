@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from api.credit_schemas import (
@@ -27,7 +27,7 @@ from api.schemas import Page, decode
 from application import credits, listings
 from application.credit_balances import BalanceQuery, GrantQuery, LedgerQuery
 from application.errors import InvalidRequestError, NotFoundError
-from application.views import EntitlementView, PageQuery
+from application.views import EntitlementQuery, EntitlementView
 from domain.credit_entitlement import CreditEntitlement
 from infrastructure.keys import Principal
 
@@ -52,7 +52,7 @@ def entitlement_read(entitlement: CreditEntitlement | EntitlementView) -> Credit
         id=entitlement.entitlement_id,
         business_id=entitlement.business_id,
         created_at=entitlement.created_at,
-        updated_at=entitlement.created_at,
+        updated_at=entitlement.updated_at or entitlement.created_at,
         **settings,
     )
 
@@ -78,10 +78,52 @@ class CreditEntitlementController(Controller):
         request: Request[Principal, Any, Any],
         page_number: PageNumber = 0,
         page_size: PageSize = 10,
+        deleted: FromQuery[bool] = False,
     ) -> Page[CreditEntitlementRead]:
-        query = PageQuery(business_of(request), page_number, page_size)
+        query = EntitlementQuery(business_of(request), page_number, page_size, deleted)
         found = credits.entitlements(container_of(request).reads, query)
         return Page(items=[entitlement_read(e) for e in found])
+
+    @patch("/{entitlement_id:str}", summary="Change a credit entitlement's rules")
+    async def update(
+        self, request: Request[Principal, Any, Any], entitlement_id: FromPath[str]
+    ) -> CreditEntitlementRead:
+        raw = decode(await request.body(), dict[str, Any])
+        container = container_of(request)
+        entitlement = await anyio.to_thread.run_sync(
+            lambda: credits.update_entitlement(
+                container.ledger, business_of(request), entitlement_id, raw, container.clock()
+            )
+        )
+        return entitlement_read(entitlement)
+
+    @delete(
+        "/{entitlement_id:str}",
+        status_code=204,
+        summary="Delete a credit entitlement (soft: what attaches it keeps it)",
+        sync_to_thread=True,
+    )
+    def remove(self, request: Request[Principal, Any, Any], entitlement_id: FromPath[str]) -> None:
+        container = container_of(request)
+        credits.delete_entitlement(
+            container.ledger, business_of(request), entitlement_id, container.clock()
+        )
+
+    @post(
+        "/{entitlement_id:str}/undelete",
+        status_code=200,
+        summary="Undelete a credit entitlement",
+        sync_to_thread=True,
+    )
+    def undelete(
+        self, request: Request[Principal, Any, Any], entitlement_id: FromPath[str]
+    ) -> CreditEntitlementRead:
+        container = container_of(request)
+        return entitlement_read(
+            credits.undelete_entitlement(
+                container.ledger, business_of(request), entitlement_id, container.clock()
+            )
+        )
 
     @get("/{entitlement_id:str}", summary="Retrieve a credit entitlement", sync_to_thread=True)
     def retrieve(

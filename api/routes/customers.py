@@ -1,18 +1,68 @@
-"""Customers: ``POST /customers``, ``GET /customers/{id}``, ``GET /customers``."""
+"""Customers: create, retrieve, list, update, and their credit under each entitlement."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import anyio
-from litestar import Controller, Request, get, post
+import msgspec
+from litestar import Controller, Request, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
 from api.schemas import CustomerCreate, CustomerRead, Page, decode
 from application import listings
+from application.customers import CustomerCredit, customer_credits, update_customer
+from application.errors import InvalidRequestError
 from application.views import CustomerQuery, CustomerView
 from infrastructure.keys import Principal
+
+
+class CustomerUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """The SDK's ``CustomerUpdateParams``: a field left out stays as it is."""
+
+    email: str | msgspec.UnsetType | None = msgspec.UNSET
+    name: str | msgspec.UnsetType | None = msgspec.UNSET
+    phone_number: str | msgspec.UnsetType | None = msgspec.UNSET  # null: removed
+    metadata: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET  # null: emptied
+    preferred_locale: str | msgspec.UnsetType | None = msgspec.UNSET  # accepted, not kept
+
+
+class CustomerCreditRead(msgspec.Struct):
+    """An item of the SDK's ``CustomerListCreditEntitlementsResponse``."""
+
+    balance: str
+    credit_entitlement_id: str
+    name: str
+    overage: str
+    unit: str
+    description: str | None = None
+
+
+def customer_credit_read(credit: CustomerCredit) -> CustomerCreditRead:
+    return CustomerCreditRead(
+        balance=credit.balance,
+        credit_entitlement_id=credit.entitlement_id,
+        name=credit.name,
+        overage=credit.overage,
+        unit=credit.unit,
+        description=credit.description,
+    )
+
+
+def customer_changes(data: CustomerUpdate) -> dict[str, Any]:
+    """The fields sent, with a clear 422 for a required one sent as null."""
+    changes = {
+        field: value
+        for field in ("email", "name", "phone_number", "metadata")
+        if (value := getattr(data, field)) is not msgspec.UNSET
+    }
+    for required in ("email", "name"):
+        if required in changes and changes[required] is None:
+            raise InvalidRequestError(f"{required} cannot be null", path=f"$.{required}")
+    if "metadata" in changes and changes["metadata"] is None:
+        changes["metadata"] = {}
+    return changes
 
 
 def customer_read(view: CustomerView) -> CustomerRead:
@@ -53,6 +103,34 @@ class CustomerController(Controller):
     ) -> CustomerRead:
         view = container_of(request).ledger.customer(business_of(request), customer_id)
         return customer_read(view)
+
+    @patch("/{customer_id:str}", summary="Update a customer's email, name, phone or metadata")
+    async def update(
+        self, request: Request[Principal, Any, Any], customer_id: FromPath[str]
+    ) -> CustomerRead:
+        changes = customer_changes(decode(await request.body(), CustomerUpdate))
+        container = container_of(request)
+        view = await anyio.to_thread.run_sync(
+            lambda: update_customer(
+                container.ledger,
+                business_of(request),
+                customer_id,
+                changes=changes,
+                now=container.clock(),
+            )
+        )
+        return customer_read(view)
+
+    @get(
+        "/{customer_id:str}/credit-entitlements",
+        summary="The customer's credit entitlements, with balances",
+        sync_to_thread=True,
+    )
+    def list_credit_entitlements(
+        self, request: Request[Principal, Any, Any], customer_id: FromPath[str]
+    ) -> Page[CustomerCreditRead]:
+        found = customer_credits(container_of(request).reads, business_of(request), customer_id)
+        return Page(items=[customer_credit_read(c) for c in found])
 
     @get("/", summary="List customers, newest first", sync_to_thread=True)
     def list_customers(

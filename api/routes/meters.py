@@ -1,4 +1,4 @@
-"""Meters: create, list, retrieve, update, archive, unarchive, and usage per window."""
+"""Meters: create, list, retrieve, update, archive, unarchive, and usage per window and group."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
 from api.schemas import MeterCreate, MeterRead, MeterUsageRead, Page, UsageWindowRead, decode
+from api.usage_schemas import grouped_usage_read
 from application import listings
 from application.errors import InvalidParameterError, InvalidRequestError
+from application.usage_groups import DEFAULT_LIMIT, MAX_LIMIT, GroupQuery, grouped_usage
 from application.usage_report import Window
 from application.views import MeterQuery, MeterView
 from infrastructure.keys import Principal
@@ -24,6 +26,22 @@ UPDATABLE = frozenset(
 )
 WindowParam = Annotated[
     str, QueryParameter(description="hour, day or month (UTC)", pattern="^(hour|day|month)$")
+]
+GroupByParam = Annotated[
+    str | None,
+    QueryParameter(
+        description="a metadata key (1 to 100 characters), or customer_id: the value per "
+        "group of events; events lacking the key form the group null"
+    ),
+]
+LimitParam = Annotated[
+    int | None,
+    QueryParameter(
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"with group_by: how many top groups to keep, 1 to {MAX_LIMIT} "
+        f"(default {DEFAULT_LIMIT}); the rest are merged into other",
+    ),
 ]
 
 
@@ -129,7 +147,8 @@ class MeterController(Controller):
 
     @get(
         "/{meter_id:str}/usage",
-        summary="A meter's value per hour, day or month over [start, end), and the total",
+        summary="A meter's value per hour, day or month over [start, end), and the total; "
+        "with group_by, per group too",
         sync_to_thread=True,
     )
     def usage(
@@ -140,11 +159,28 @@ class MeterController(Controller):
         end: FromQuery[str],
         window: WindowParam = "day",
         customer_id: FromQuery[str | None] = None,
+        group_by: GroupByParam = None,
+        limit: LimitParam = None,
     ) -> ExactJSONResponse:
         container = container_of(request)
         begin, finish = moment(start), moment(end)
         if begin is None or finish is None:  # pragma: no cover - both are required
             raise InvalidParameterError("start and end are required")
+        if group_by is not None:
+            query = GroupQuery(
+                business_of(request),
+                meter_id,
+                customer_id,
+                begin,
+                finish,
+                Window(window),
+                group_by,
+                DEFAULT_LIMIT if limit is None else limit,
+            )
+            spec, grouped = grouped_usage(container.ledger, container.reads, query)
+            return exact(grouped_usage_read(spec, grouped))
+        if limit is not None:
+            raise InvalidParameterError("limit applies only with group_by", parameter="limit")
         spec, report = listings.meter_usage(
             container.ledger,
             container.reads,
@@ -166,4 +202,8 @@ class MeterController(Controller):
             total=report.total,
             event_count=report.events,
         )
-        return ExactJSONResponse(msgspec.to_builtins(body, builtin_types=(Decimal,)))
+        return exact(body)
+
+
+def exact(body: msgspec.Struct) -> ExactJSONResponse:
+    return ExactJSONResponse(msgspec.to_builtins(body, builtin_types=(Decimal,)))

@@ -1,17 +1,18 @@
-"""Products with a usage-based price: create, list, retrieve, update."""
+"""Products with a usage-based price: create, list, retrieve, update, archive, unarchive."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import anyio
-from litestar import Controller, Request, get, patch, post
-from litestar.params import FromPath
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import FromPath, FromQuery
 
 from api.routes.common import PageNumber, PageSize, business_of, container_of
 from api.schemas import Page, ProductCreate, ProductListItem, ProductRead, decode
 from application import listings
 from application.errors import InvalidRequestError
+from application.products import archive_product, unarchive_product
 from application.views import ProductQuery, ProductView
 from infrastructure.keys import Principal
 
@@ -50,7 +51,8 @@ def credit_mappings(view: ProductView) -> list[dict[str, Any]]:
         {
             "id": f"{view.product_id}:{item['credit_entitlement_id']}",
             **{field: item.get(field) for field in MAPPING_FIELDS},
-            "trial_credits_expire_after_trial": False,
+            "trial_credits": item.get("trial_credits"),
+            "trial_credits_expire_after_trial": item.get("trial_credits_expire_after_trial", False),
         }
         for item in view.price.get("credit_entitlements", [])
     ]
@@ -72,6 +74,7 @@ def product_read(view: ProductView) -> ProductRead:
         updated_at=view.updated_at,
         description=view.description,
         name=view.name,
+        archived=view.archived,
     )
 
 
@@ -148,13 +151,45 @@ class ProductController(Controller):
         )
         return product_read(view)
 
+    @delete(
+        "/{product_id:str}",
+        status_code=204,
+        summary="Archive a product: no new subscriptions; those it has keep billing",
+        sync_to_thread=True,
+    )
+    def archive(self, request: Request[Principal, Any, Any], product_id: FromPath[str]) -> None:
+        container = container_of(request)
+        archive_product(container.ledger, business_of(request), product_id, container.clock())
+
+    @post(
+        "/{product_id:str}/unarchive",
+        status_code=200,
+        summary="Unarchive a product: it takes new subscriptions again",
+        sync_to_thread=True,
+    )
+    def unarchive(self, request: Request[Principal, Any, Any], product_id: FromPath[str]) -> None:
+        container = container_of(request)
+        unarchive_product(container.ledger, business_of(request), product_id, container.clock())
+
     @get("/", summary="List products, newest first", sync_to_thread=True)
     def list_products(
         self,
         request: Request[Principal, Any, Any],
         page_number: PageNumber = 0,
         page_size: PageSize = 10,
+        archived: FromQuery[bool] = False,
+        recurring: FromQuery[bool | None] = None,
+        brand_id: FromQuery[str | None] = None,
+        locale: FromQuery[str | None] = None,  # accepted: nothing here is translated
     ) -> Page[ProductListItem]:
+        del locale
         container = container_of(request)
-        query = ProductQuery(business_of(request), page_number, page_size)
+        query = ProductQuery(
+            business_of(request),
+            page_number,
+            page_size,
+            archived=archived,
+            recurring=recurring,
+            brand_id=brand_id,
+        )
         return Page(items=[product_item(v) for v in listings.products(container.reads, query)])

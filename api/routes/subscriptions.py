@@ -3,7 +3,7 @@ the open cycle's invoice preview and the usage history of every cycle."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import msgspec
@@ -13,15 +13,23 @@ from litestar.params import FromPath, FromQuery
 from api.response import ExactJSONResponse
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
 from api.schemas import Page, UsageHistoryMeterRead, UsageHistoryRead, decode
+from api.subscription_schemas import (
+    credit_usage_read,
+    customer_details,
+    subscription_item,
+    subscription_read,
+)
 from application.billing import invoice_document, invoice_preview
 from application.errors import InvalidRequestError
-from application.subscriptions import (
-    SubscriptionView,
-    create_subscription,
-    set_cancel_at_period_end,
-    subscription,
+from application.subscription_reads import (
+    credit_usage,
+    details_of,
+    list_subscriptions,
+    subscription_details,
 )
+from application.subscriptions import create_subscription, set_cancel_at_period_end
 from application.usage_history import CycleUsage, UsageHistoryQuery, usage_history
+from application.views import SubscriptionQuery
 from infrastructure.bootstrap import Container
 from infrastructure.keys import Principal
 
@@ -43,6 +51,11 @@ PAYMENT_FIELDS = (
     "trial_period_days",
 )
 UNSUPPORTED = ("addons", "discount_code", "discount_codes", "one_time_product_cart")
+# The SDK's statuses; this ledger's subscriptions are only ever active, cancelled or
+# expired (the others follow payments, which it does not take): those find none.
+Status = Literal[
+    "pending", "active", "on_hold", "paused", "cancelled", "failed", "expired", "past_due"
+]
 
 
 class SubscriptionCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -102,60 +115,6 @@ def _customer_of(container: Container, business: str, given: dict[str, Any]) -> 
     return view.customer_id
 
 
-def subscription_read(container: Container, view: SubscriptionView) -> dict[str, Any]:
-    """The SDK's ``Subscription`` shape (what this ledger does not do is empty or false)."""
-    customer = container.ledger.customer(view.business_id, view.customer_id)
-    product = container.ledger.product(view.business_id, view.product_id)
-    price = product.price
-    return {
-        "addons": [],
-        "billing": view.billing,
-        "brand_id": view.business_id,
-        "cancel_at_next_billing_date": view.cancel_at_next_billing_date,
-        "created_at": view.created_at,
-        "credit_entitlement_cart": [],
-        "currency": price["currency"],
-        "customer": {
-            "customer_id": customer.customer_id,
-            "email": customer.email,
-            "name": customer.name,
-            "phone_number": customer.phone_number,
-            "metadata": customer.metadata,
-        },
-        "has_payment_method": view.payment.get("payment_method_id") is not None,
-        "metadata": view.metadata,
-        "meter_credit_entitlement_cart": [],
-        "meters": [
-            {
-                "currency": price["currency"],
-                "free_threshold": m["free_threshold"],
-                "measurement_unit": "",
-                "meter_id": m["meter_id"],
-                "name": m["meter_id"],
-                "price_per_unit": m["price_per_unit"],
-            }
-            for m in price["meters"]
-        ],
-        "next_billing_date": view.next_billing_date,
-        "on_demand": False,
-        "payment_frequency_count": view.interval_count,
-        "payment_frequency_interval": view.interval,
-        "previous_billing_date": view.previous_billing_date,
-        "product_id": view.product_id,
-        "quantity": view.quantity,
-        "recurring_pre_tax_amount": price["fixed_price"] * view.quantity,
-        "status": view.status,
-        "subscription_id": view.subscription_id,
-        "subscription_period_count": price["subscription_period_count"],
-        "subscription_period_interval": price["subscription_period_interval"],
-        "tax_inclusive": price.get("tax_inclusive", False),
-        "trial_period_days": 0,
-        "cancelled_at": view.cancelled_at,
-        "cancellation_comment": None,
-        "started_at": view.started_at,  # our extension
-    }
-
-
 def usage_history_read(cycle: CycleUsage) -> UsageHistoryRead:
     return UsageHistoryRead(
         start_date=cycle.start,
@@ -206,17 +165,18 @@ class SubscriptionController(Controller):
                 payment=payment,
                 start_date=start,
                 now=container.clock(),
+                trial_period_days=data.trial_period_days,
             )
-            full = subscription_read(container, view)
+            details = details_of(container.reads, view)
             return {
                 "addons": [],
-                "customer": full["customer"],
+                "customer": customer_details(details.customer),
                 "metadata": view.metadata,
                 "payment_id": "",
                 "payment_method_required": False,
                 "product_id": view.product_id,
                 "quantity": view.quantity,
-                "recurring_pre_tax_amount": full["recurring_pre_tax_amount"],
+                "recurring_pre_tax_amount": details.product.price["fixed_price"] * view.quantity,
                 "subscription_id": view.subscription_id,
                 "expires_on": None,
             }
@@ -228,10 +188,14 @@ class SubscriptionController(Controller):
         self, request: Request[Principal, Any, Any], subscription_id: FromPath[str]
     ) -> ExactJSONResponse:
         container = container_of(request)
-        view = subscription(
-            container.ledger, business_of(request), subscription_id, container.clock()
+        details = subscription_details(
+            container.ledger,
+            container.reads,
+            business_of(request),
+            subscription_id,
+            container.clock(),
         )
-        return ExactJSONResponse(subscription_read(container, view))
+        return ExactJSONResponse(subscription_read(details))
 
     @patch("/{subscription_id:str}", summary="Cancel at period end, or withdraw that")
     async def update(
@@ -267,9 +231,59 @@ class SubscriptionController(Controller):
                 comment=comment,
                 now=container.clock(),
             )
-            return subscription_read(container, view)
+            return subscription_read(details_of(container.reads, view))
 
         return ExactJSONResponse(await anyio.to_thread.run_sync(change))
+
+    @get("/", summary="List subscriptions, newest first", sync_to_thread=True)
+    def list_subscriptions(
+        self,
+        request: Request[Principal, Any, Any],
+        page_number: PageNumber = 0,
+        page_size: PageSize = 10,
+        customer_id: FromQuery[str | None] = None,
+        product_id: FromQuery[str | None] = None,
+        status: FromQuery[Status | None] = None,
+        cancel_at_next_billing_date: FromQuery[bool | None] = None,
+        created_at_gte: FromQuery[str | None] = None,
+        created_at_lte: FromQuery[str | None] = None,
+        brand_id: FromQuery[str | None] = None,
+        locale: FromQuery[str | None] = None,  # accepted: nothing here is translated
+    ) -> ExactJSONResponse:
+        del locale
+        container = container_of(request)
+        query = SubscriptionQuery(
+            business_id=business_of(request),
+            customer_id=customer_id,
+            product_id=product_id,
+            status=status,
+            cancel_at_next_billing_date=cancel_at_next_billing_date,
+            created_at_gte=moment(created_at_gte),
+            created_at_lte=moment(created_at_lte),
+            page_number=page_number,
+            page_size=page_size,
+            brand_id=brand_id,
+        )
+        found = list_subscriptions(container.reads, query, container.clock())
+        return ExactJSONResponse({"items": [subscription_item(s) for s in found]})
+
+    @get(
+        "/{subscription_id:str}/credit-usage",
+        summary="The balance and overage of each credit entitlement the subscription has",
+        sync_to_thread=True,
+    )
+    def retrieve_credit_usage(
+        self, request: Request[Principal, Any, Any], subscription_id: FromPath[str]
+    ) -> ExactJSONResponse:
+        container = container_of(request)
+        lines = credit_usage(
+            container.ledger,
+            container.reads,
+            business_of(request),
+            subscription_id,
+            container.clock(),
+        )
+        return ExactJSONResponse(credit_usage_read(subscription_id, lines))
 
     @get(
         "/{subscription_id:str}/invoice-preview",

@@ -346,7 +346,6 @@ def test_unknown_entitlement_customer_and_other_business(world, clock) -> None:
         {"precision": 13},
         {"precision": "2"},
         {"overage_enabled": "yes"},
-        {"overage_behavior": "carry_deficit"},
         {"overage_behavior": "whatever"},
         {"rollover_enabled": True, "rollover_percentage": 101},
         {"rollover_enabled": True, "rollover_timeframe_count": 2},
@@ -378,7 +377,7 @@ def test_bad_attachments_are_refused(world) -> None:
         ({"credit_entitlement_id": "cet_nope", "credits_amount": "5"}, "1"),
         ({"credit_entitlement_id": ent, "credits_amount": "x"}, "1"),
         ({"credit_entitlement_id": ent, "credits_amount": "1.5"}, "1"),
-        ({"credit_entitlement_id": ent, "credits_amount": "5", "trial_credits": "3"}, "1"),
+        ({"credit_entitlement_id": ent, "credits_amount": "5", "trial_credits": "0.5"}, "1"),
         ({"credit_entitlement_id": ent, "credits_amount": "5"}, "0"),
     ]
     for attachment, per_credit in cases:

@@ -19,11 +19,12 @@ from typing import Any
 from application.credit_balances import BalanceQuery, GrantQuery, LedgerQuery
 from application.views import (
     CustomerQuery,
+    EntitlementQuery,
     EventQuery,
     InvoiceQuery,
     MeterQuery,
-    PageQuery,
     ProductQuery,
+    SubscriptionQuery,
 )
 from tests.conftest import FakeClock
 from tests.integration.test_audit import billed  # noqa: F401 - the fixture: a log of every kind
@@ -89,11 +90,26 @@ def recorded(container: Any, clock: FakeClock) -> Statements:
     r.catalogue.list_meters(MeterQuery("default"))
     r.catalogue.list_meters(MeterQuery("default", archived=True))
     r.catalogue.list_products(ProductQuery("default"))
-    r.catalogue.list_entitlements(PageQuery("default"))
+    r.catalogue.list_entitlements(EntitlementQuery("default"))
     [invoice, *_] = r.catalogue.list_invoices(InvoiceQuery("default"))
     r.catalogue.list_invoices(InvoiceQuery("default", customer_id=cid))
     r.catalogue.list_invoices(InvoiceQuery("default", subscription_id=invoice.subscription_id))
     r.catalogue.subscriptions_of("default", cid)
+    [sub, *_] = r.catalogue.list_subscriptions(SubscriptionQuery("default"), now)
+    for query in (
+        SubscriptionQuery("default", customer_id=cid),
+        SubscriptionQuery("default", product_id=sub.product_id),
+        SubscriptionQuery("default", cancel_at_next_billing_date=True),
+        SubscriptionQuery("default", status="active"),
+        SubscriptionQuery("default", status="cancelled"),
+        SubscriptionQuery("default", created_at_gte=week, created_at_lte=now),
+    ):
+        r.catalogue.list_subscriptions(query, now)
+    r.catalogue.customers_by_id("default", [cid, "cus_other"])
+    r.catalogue.products_by_id("default", [sub.product_id])
+    r.catalogue.meters_by_id("default", ["mtr_a", "mtr_b"])
+    r.catalogue.entitlements_by_id("default", ["cet_a"])
+    r.credits.customer_balances("default", cid, 10)
     r.catalogue.invoices_after(0, 10)
     for customer_id in (None, cid):
         for event_name in (None, "api.call"):
@@ -133,7 +149,7 @@ def recorded(container: Any, clock: FakeClock) -> Statements:
 
 
 def _entitlement(container: Any) -> str:
-    [found] = container.reads.catalogue.list_entitlements(PageQuery("default"))
+    [found] = container.reads.catalogue.list_entitlements(EntitlementQuery("default"))
     return str(found.entitlement_id)
 
 

@@ -13,14 +13,13 @@ from hypothesis import strategies as st
 
 from domain.cycles import Interval
 from domain.errors import InvalidBillingFrequencyError, InvalidPriceError
+from domain.line import Line, meter_line
 from domain.pricing import (
     CURRENCY_EXPONENTS,
     MAX_AMOUNT_MINOR,
-    Line,
     MeterPrice,
     UsagePrice,
     format_minor,
-    meter_line,
     minor_unit_exponent,
     parse_price_per_unit,
 )

@@ -1,0 +1,31 @@
+"""Products taken off offer and put back: archived, a product takes no new subscriptions.
+
+The subscriptions it has keep renewing and billing at its price; only
+``create_subscription`` asks whether it is archived.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from application.catalogue import product_view
+from application.ledger import Ledger
+from application.views import ProductView
+
+
+def archive_product(
+    ledger: Ledger, business_id: str, product_id: str, now: datetime
+) -> ProductView:
+    product = ledger.load_product(business_id, product_id)
+    product.archive(now)
+    ledger.save(product)
+    return product_view(product)
+
+
+def unarchive_product(
+    ledger: Ledger, business_id: str, product_id: str, now: datetime
+) -> ProductView:
+    product = ledger.load_product(business_id, product_id)
+    product.unarchive(now)
+    ledger.save(product)
+    return product_view(product)
