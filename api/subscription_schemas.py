@@ -65,7 +65,7 @@ def _common(view: SubscriptionView, customer: CustomerView, product: ProductView
         "subscription_period_count": price["subscription_period_count"],
         "subscription_period_interval": price["subscription_period_interval"],
         "tax_inclusive": price.get("tax_inclusive", False),
-        "trial_period_days": 0,
+        "trial_period_days": view.payment.get("trial_period_days") or 0,  # as it was sent
         "cancelled_at": view.cancelled_at,
         "payment_method_id": view.payment.get("payment_method_id"),
         "tax_id": view.payment.get("tax_id"),

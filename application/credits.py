@@ -71,15 +71,11 @@ def change_entitlement(
     command: Callable[[CreditEntitlement], None],
 ) -> CreditEntitlement:
     """Apply ``command`` to the entitlement and save it, retrying on a concurrent write."""
-    for _ in range(MAX_SAVE_ATTEMPTS):
-        entitlement = load_entitlement(ledger, business_id, entitlement_id)
-        command(entitlement)
-        try:
-            ledger.save(entitlement)
-        except IntegrityError:
-            continue
-        return entitlement
-    raise ConflictRetryExhaustedError("the credit entitlement kept changing under this write")
+    return ledger.change(
+        lambda: load_entitlement(ledger, business_id, entitlement_id),
+        command,
+        "credit entitlement",
+    )
 
 
 def update_entitlement(

@@ -16,6 +16,7 @@ from application.reads import CATALOGUE, CREDITS, Reads
 from application.views import CustomerView
 from domain.customer import Customer, customer_aggregate_id
 from domain.metadata import validate_metadata
+from domain.text import is_storable
 
 MAX_ENTITLEMENTS = 1000  # entitlements one customer's listing shows, at most
 
@@ -42,24 +43,27 @@ def update_customer(
 ) -> CustomerView:
     """Change the fields given in ``changes`` (``email``, ``name``, ``phone_number``,
     ``metadata``); the rest stay. A ``phone_number`` or ``metadata`` of None clears it."""
-    customer = _load(ledger, business_id, customer_id)
-    metadata = changes.get("metadata", customer.metadata)
-    customer.update(
-        changes.get("email", customer.email),
-        changes.get("name", customer.name),
-        changes.get("phone_number", customer.phone_number),
-        validate_metadata(metadata),
-        now,
-    )
-    ledger.save(customer)
-    return customer_view(customer)
+
+    def update(customer: Customer) -> None:
+        customer.update(
+            changes.get("email", customer.email),
+            changes.get("name", customer.name),
+            changes.get("phone_number", customer.phone_number),
+            validate_metadata(changes.get("metadata", customer.metadata)),
+            now,
+        )
+
+    changed = ledger.change(lambda: _load(ledger, business_id, customer_id), update, "customer")
+    return customer_view(changed)
 
 
 def customer_credits(reads: Reads, business_id: str, customer_id: str) -> list[CustomerCredit]:
     """Every entitlement the customer holds credit under (has an account under), with its
     balance and overage, from the catalogue and the balance projection."""
     reads.fresh(CATALOGUE, CREDITS)
-    if not reads.catalogue.customers_by_id(business_id, [customer_id]):
+    if not is_storable(customer_id) or not reads.catalogue.customers_by_id(
+        business_id, [customer_id]
+    ):  # an id no store can hold (NUL) names no customer
         raise NotFoundError(f"customer {customer_id!r} not found")
     rows = reads.credits.customer_balances(business_id, customer_id, MAX_ENTITLEMENTS)
     ids = [row["credit_entitlement_id"] for row in rows]

@@ -263,10 +263,11 @@ class Ledger(Application[UUID]):
         """A product with a usage-based price; every meter it prices must exist."""
         check_product_fields(name, description, tax_category)
         _, wire = parse_usage_price(self._with_credits(business_id, price, credit_entitlements))
-        self._check_meters_exist(business_id, wire)
+        product_id = f"pdt_{secrets.token_hex(12)}"
+        meters = self._priced_meters(business_id, product_id, wire, now)
         product = Product(
             business_id=business_id,
-            product_id=f"pdt_{secrets.token_hex(12)}",
+            product_id=product_id,
             name=name.strip(),
             description=description,
             tax_category=tax_category,
@@ -274,7 +275,7 @@ class Ledger(Application[UUID]):
             price=wire,
             created_at=now,
         )
-        self.save(product)
+        self.save(product, *meters)
         return product_view(product)
 
     def load_product(self, business_id: str, product_id: str) -> Product:
@@ -286,6 +287,19 @@ class Ledger(Application[UUID]):
 
     def product(self, business_id: str, product_id: str) -> ProductView:
         return product_view(self.load_product(business_id, product_id))
+
+    def change(self, load: Callable[[], A], command: Callable[[A], object], what: str) -> A:
+        """Load, change and save one aggregate, again from a fresh load when another
+        writer (another process) saved it in between: never a 500 for a race."""
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            aggregate = load()
+            command(aggregate)
+            try:
+                self.save(aggregate)
+            except IntegrityError:
+                continue
+            return aggregate
+        raise ConflictRetryExhaustedError(f"the {what} kept changing under this write")
 
     def load(self, kind: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate as it is now; None if it was never saved."""
@@ -314,6 +328,7 @@ class Ledger(Application[UUID]):
     ) -> ProductView:
         """Change the given fields; a new price applies to cycles that begin from now on."""
         product = self.load_product(business_id, product_id)
+        meters: list[Meter] = []
         metadata = changes.get("metadata", product.metadata)
         product.update(
             changes.get("name", product.name),
@@ -334,9 +349,9 @@ class Ledger(Application[UUID]):
                 kept = frozenset(a["credit_entitlement_id"] for a in attached)
                 price = self._with_credits(business_id, price, attachments, kept)
             _, wire = parse_usage_price(price)
-            self._check_meters_exist(business_id, wire)
+            meters = self._priced_meters(business_id, product_id, wire, now)
             product.change_price(wire, now)
-        self.save(product)
+        self.save(product, *meters)
         return product_view(product)
 
     def _with_credits(
@@ -374,9 +389,13 @@ class Ledger(Application[UUID]):
         assert isinstance(price, Mapping)
         return {**price, "credit_entitlements": resolved}
 
-    def _check_meters_exist(self, business_id: str, price: Mapping[str, Any]) -> None:
-        """Every priced meter exists; a line grouped by a key prices a count or sum meter,
-        so its values' quantities add up to the meter's (and its credits' drawdown)."""
+    def _priced_meters(
+        self, business_id: str, product_id: str, price: Mapping[str, Any], now: datetime
+    ) -> list[Meter]:
+        """Every priced meter exists; a line priced per value of a key prices a count or
+        sum meter, so its values add up to the meter (and to its credits' drawdown), and
+        that meter is marked so its aggregation stays so: the meters to save with it."""
+        marked = []
         for index, meter in enumerate(price["meters"]):
             try:
                 found = self._meter(business_id, meter["meter_id"])
@@ -384,12 +403,17 @@ class Ledger(Application[UUID]):
                 raise UnknownMeterError(
                     f"price.meters[{index}].meter_id: meter {meter['meter_id']!r} not found"
                 ) from None
+            if meter.get("group_by") is None:
+                continue
             kind = found.spec.aggregation.kind
-            if meter.get("group_by") is not None and not kind.is_additive():
+            if not kind.is_additive():
                 raise InvalidPriceError(
                     f"price.meters[{index}].group_by: a line priced per value needs a count or "
                     f"sum meter; {meter['meter_id']!r} aggregates by {kind}"
                 )
+            found.price_per_value(product_id, now)
+            marked.append(found)
+        return marked
 
     # Usage events
 

@@ -103,7 +103,28 @@ def tally_stream(
     return tallies
 
 
-class TallyMeasure:
+class LogGroups:
+    """Grouped tallies, which the hourly buckets do not keep: read from the usage log."""
+
+    _log: UsageLogStore
+    _app: str
+
+    def groups(
+        self,
+        business_id: str,
+        spec: MeterSpec,
+        key: str,
+        customer_id: str | None,
+        start: datetime,
+        end: datetime,
+        *,
+        at: int,
+    ) -> dict[GroupValue, Tally]:
+        """A meter's tally per value of metadata ``key`` over ``[start, end)`` at ``at``."""
+        return group_log(self._log, self._app, business_id, spec, key, customer_id, start, end, at)
+
+
+class TallyMeasure(LogGroups):
     """Meters measured from the usage projection's buckets and the usage log's edges."""
 
     def __init__(self, tallies: UsageStore, log: UsageLogStore, application_name: str) -> None:
@@ -189,20 +210,6 @@ class TallyMeasure:
         measured = self.parts(business_id, specs, customer_id, start, end, at=at)
         return measured.cut, measured.tallies()
 
-    def groups(
-        self,
-        business_id: str,
-        spec: MeterSpec,
-        key: str,
-        customer_id: str | None,
-        start: datetime,
-        end: datetime,
-        *,
-        at: int,
-    ) -> dict[GroupValue, Tally]:
-        """A meter's tally per value of metadata ``key`` over ``[start, end)`` at ``at``."""
-        return group_log(self._log, self._app, business_id, spec, key, customer_id, start, end, at)
-
     def _read(
         self, business_id: str, name: str, specs: Mapping[str, MeterSpec], piece: Piece, cut: int
     ) -> dict[str, Tally]:
@@ -249,7 +256,7 @@ class TallyMeasure:
             _pause(deadline, f"the usage log has not reached position {cut}")
 
 
-class FlatMeasure:
+class FlatMeasure(LogGroups):
     """Meters measured from every event of the range in the usage log (the audit's way)."""
 
     def __init__(self, log: UsageLogStore, application_name: str) -> None:
@@ -275,19 +282,6 @@ class FlatMeasure:
             records = self._log.stream_records(business_id, name, customer_id, start, end, at)
             tallies.update(tally_stream(named, iter(records)))
         return at, tallies
-
-    def groups(
-        self,
-        business_id: str,
-        spec: MeterSpec,
-        key: str,
-        customer_id: str | None,
-        start: datetime,
-        end: datetime,
-        *,
-        at: int,
-    ) -> dict[GroupValue, Tally]:
-        return group_log(self._log, self._app, business_id, spec, key, customer_id, start, end, at)
 
 
 def group_log(

@@ -275,7 +275,7 @@ def subscription_data(
         subscription_period_count=price["subscription_period_count"],
         subscription_period_interval=price["subscription_period_interval"],
         tax_inclusive=bool(price.get("tax_inclusive", False)),
-        trial_period_days=0,
+        trial_period_days=subscription.payment.get("trial_period_days") or 0,
         cancelled_at=None if cancelled is None else iso(cancelled),
         cancellation_comment=subscription.cancellation_comment,
         expires_at=None if subscription.ends_at is None else iso(subscription.ends_at),

@@ -16,16 +16,16 @@ from application.views import ProductView
 def archive_product(
     ledger: Ledger, business_id: str, product_id: str, now: datetime
 ) -> ProductView:
-    product = ledger.load_product(business_id, product_id)
-    product.archive(now)
-    ledger.save(product)
+    product = ledger.change(
+        lambda: ledger.load_product(business_id, product_id), lambda p: p.archive(now), "product"
+    )
     return product_view(product)
 
 
 def unarchive_product(
     ledger: Ledger, business_id: str, product_id: str, now: datetime
 ) -> ProductView:
-    product = ledger.load_product(business_id, product_id)
-    product.unarchive(now)
-    ledger.save(product)
+    product = ledger.change(
+        lambda: ledger.load_product(business_id, product_id), lambda p: p.unarchive(now), "product"
+    )
     return product_view(product)

@@ -119,13 +119,15 @@ class Adjustment:
 
     @property
     def is_zero(self) -> bool:
-        """Nothing the late events changed shows on an invoice."""
+        """Nothing the late events changed shows on an invoice (an amount can change with
+        every quantity the same: units moved between the values of a grouped line)."""
         return not any(
             line.consumed
             or line.chargeable
             or line.credits_applied
             or line.billed_units
             or line.forgiven
+            or line.amount_minor
             for line in self.lines
         )
 

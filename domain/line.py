@@ -33,7 +33,7 @@ from decimal import Overflow as DecimalOverflow
 
 from domain.errors import InvalidPriceError, InvoiceMismatchError
 from domain.meter import canonical_number
-from domain.price_model import Charge, PriceModel, TierCharge
+from domain.price_model import Charge, PriceModel, TierCharge, exact_sum
 from domain.pricing import MAX_SUB_LINES, MeterPrice
 
 _EXACT = Context(prec=2000, traps=[InvalidOperation, DivisionByZero, DecimalOverflow, Inexact])
@@ -171,7 +171,7 @@ def _sub_lines(
 ) -> tuple[SubLine, ...]:
     if groups is None:
         raise InvoiceMismatchError(f"a line grouped by {price.group_by!r} needs its groups")
-    total = sum(groups.values(), _ZERO)
+    total = exact_sum(groups.values())
     if canonical_number(total) != canonical_number(consumed):
         raise InvoiceMismatchError(
             f"the groups of a line add up to {canonical_number(total)}, not {consumed}: a "
@@ -183,7 +183,7 @@ def _sub_lines(
     shown = [(value, quantities.get(value, _ZERO), 0) for value in order]
     if len(shown) > MAX_SUB_LINES:
         tail = shown[MAX_SUB_LINES - 1 :]
-        merged = sum((quantity for _, quantity, _ in tail), _ZERO)
+        merged = exact_sum(quantity for _, quantity, _ in tail)
         shown = [*shown[: MAX_SUB_LINES - 1], (None, canonical_number(merged), len(tail))]
     unbilled = _EXACT.subtract(consumed, billed)
     sub_lines = []

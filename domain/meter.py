@@ -385,6 +385,13 @@ class Meter(Aggregate):
         reason: str
         locked_at: datetime
 
+    class PricedPerValue(Aggregate.Event):
+        """A product prices the meter per value of a metadata key (``product_id``): from
+        now on its values must add up, so its aggregation stays count or sum."""
+
+        product_id: str
+        priced_at: datetime
+
     @event(Created)
     def __init__(
         self,
@@ -410,6 +417,7 @@ class Meter(Aggregate):
         self.updated_at = created_at
         self.archived_at: datetime | None = None
         self.locked_by: str | None = None
+        self.priced_per_value_by: str | None = None
 
     @classmethod
     def define(
@@ -475,8 +483,28 @@ class Meter(Aggregate):
                     f"meter {self.meter_id!r} has been billed ({self.locked_by}); its "
                     "event_name, aggregation and filter cannot change: create a new meter"
                 )
+            self.check_additive(spec)
             wire = spec.to_wire()
             self._on_definition_changed(spec.event_name, wire["aggregation"], wire["filter"], at)
+
+    def check_additive(self, spec: MeterSpec) -> None:
+        """A meter a product prices per value keeps an aggregation whose values add up."""
+        kind = spec.aggregation.kind
+        if self.priced_per_value_by is not None and not kind.is_additive():
+            raise MeterDefinitionLockedError(
+                f"meter {self.meter_id!r} is priced per value by product "
+                f"{self.priced_per_value_by!r}; its aggregation stays count or sum, not {kind}"
+            )
+
+    def price_per_value(self, product_id: str, at: datetime) -> None:
+        """Mark the meter as priced per value (once: the first product is named)."""
+        if self.priced_per_value_by is None:
+            self._on_priced_per_value(product_id, at)
+
+    @event(PricedPerValue)
+    def _on_priced_per_value(self, product_id: str, priced_at: datetime) -> None:
+        self.priced_per_value_by = product_id
+        self.updated_at = priced_at
 
     def lock(self, reason: str, at: datetime) -> None:
         """Freeze what the meter measures; billing calls this when it first bills it."""

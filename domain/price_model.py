@@ -22,10 +22,11 @@ price of the tier the total lands in, or the price of one package.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from enum import StrEnum
+from functools import reduce
 from typing import Any
 
 from domain.errors import InvalidPriceError
@@ -137,7 +138,7 @@ class PriceModel:
             parts.append(TierCharge(index, canonical_number(within), canonical_number(amount)))
             unit_price = tier.price_per_unit
             lower = upper
-        total = sum((part.amount for part in parts), _ZERO)
+        total = exact_sum(part.amount for part in parts)
         return Charge(canonical_number(total), unit_price, tuple(parts))
 
     def _volume(self, units: Decimal) -> Charge:
@@ -191,6 +192,11 @@ MODEL_FIELDS = frozenset(
     }
 )
 _TIER_FIELDS = frozenset({"from", "up_to", "price_per_unit", "flat_fee"})
+
+
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    """The sum in the exact context (the built-in ``sum`` rounds to 28 digits)."""
+    return reduce(_EXACT.add, values, _ZERO)
 
 
 def parse_price_model(fields: Mapping[str, Any], path: str) -> PriceModel:

@@ -167,16 +167,18 @@ class SubscriptionController(Controller):
                 now=container.clock(),
                 trial_period_days=data.trial_period_days,
             )
-            details = details_of(container.reads, view)
+            # from the aggregates just written: a create never waits for a read model
+            customer = container.ledger.customer(business, customer_id)
+            product = container.ledger.product(business, view.product_id)
             return {
                 "addons": [],
-                "customer": customer_details(details.customer),
+                "customer": customer_details(customer),
                 "metadata": view.metadata,
                 "payment_id": "",
                 "payment_method_required": False,
                 "product_id": view.product_id,
                 "quantity": view.quantity,
-                "recurring_pre_tax_amount": details.product.price["fixed_price"] * view.quantity,
+                "recurring_pre_tax_amount": product.price["fixed_price"] * view.quantity,
                 "subscription_id": view.subscription_id,
                 "expires_on": None,
             }

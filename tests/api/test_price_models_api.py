@@ -342,3 +342,39 @@ def test_the_sdk_creates_tiered_and_grouped_prices_billed_to_the_cent(
         assert record.total_minor == 3500 + 80
     finally:
         live.stop()
+
+
+def test_a_meter_priced_per_value_keeps_an_aggregation_that_adds_up(billing) -> None:
+    images = meter(billing.client, "image", {"type": "count"})
+    line = {"meter_id": images, "price_per_unit": "4", "group_by": QUALITY}
+    assert priced(billing.client, line).status_code == 200
+    to_max = {"aggregation": {"type": "max", "key": "n"}}
+    body = assert_error(
+        billing.client.patch(f"/meters/{images}", json=to_max), 409, "meter_definition_locked"
+    )
+    assert "priced per value" in body["message"]
+    to_sum = {"aggregation": {"type": "sum", "key": "n"}}
+    assert billing.client.patch(f"/meters/{images}", json=to_sum).status_code == 200
+
+
+def test_units_moved_between_values_of_a_finalized_cycle_are_adjusted(billing) -> None:
+    images = meter(billing.client, "image", {"type": "count"})
+    billing.subscribe(
+        {
+            "meter_id": images,
+            "price_per_unit": "4",
+            "group_by": QUALITY,
+            "groups": [{"value": "hd", "price_per_unit": "8"}],
+        }
+    )
+    billing.send(1, name="image", quality="standard")  # e0
+    [first] = billing.finalize()
+    assert first["total_minor"] == 4
+    # the standard image was mislabelled: voided, and the hd one arrives late
+    assert billing.client.post("/events/e0/void", json={}).status_code == 200
+    billing.send(1, name="image", quality="hd")
+    billing.clock.advance(timedelta(days=31))
+    [second] = billing.finalize()
+    [adjustment] = second["invoice"]["adjustments"]  # every quantity the same, the amount not
+    assert adjustment["total_minor"] == 4
+    assert adjustment["lines"][0]["consumed"] == "0"

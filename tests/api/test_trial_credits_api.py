@@ -44,6 +44,8 @@ def test_trial_credits_expiring_after_the_trial_are_drawn_first_and_then_forfeit
     ent = entitlement(client)
     response = start(ent, trial_credits="50", trial_credits_expire_after_trial=True)
     assert response.status_code == 200, response.text
+    shown = client.get(f"/subscriptions/{response.json()['subscription_id']}").json()
+    assert shown["trial_period_days"] == 7
     begun = clock.now - timedelta(days=35)
     trial_grant = [g for g in grants_of(client, ent, cid) if g["initial_amount"] == "50"]
     assert [g["expires_at"][:10] for g in trial_grant] == [str((begun + timedelta(days=7)).date())]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -331,3 +331,20 @@ def test_a_stored_price_parses_back_to_the_same_models() -> None:
     assert price.meters[0].model == model(
         PricingModel.GRADUATED, (Tier(Decimal("1000.5"), Decimal(2), 3), Tier(None, Decimal(1)))
     )
+
+
+FORTY_DIGITS = Decimal("2.500000000000000000000000000000000000001")  # legal metadata
+
+
+def test_tier_amounts_add_up_exactly_past_28_digits() -> None:
+    one_tier = PriceModel(PricingModel.GRADUATED, tiers=(Tier(None, Decimal(1)),))
+    line = price_line(FORTY_DIGITS, MeterPrice("m", Decimal(0), model=one_tier))
+    assert line.tiers[0].amount == FORTY_DIGITS
+    assert line.amount_minor == 3  # as per unit at 1: not 2.5 rounded half to even
+
+
+def test_grouped_quantities_add_up_exactly_past_28_digits() -> None:
+    big = Decimal(10) ** 40
+    total = Context(prec=100).add(big, FORTY_DIGITS)
+    line = price_line(total, grouped(), groups={"hd": big, "sd": FORTY_DIGITS})
+    assert [s.consumed for s in line.sub_lines] == [big, FORTY_DIGITS]
