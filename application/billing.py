@@ -32,6 +32,7 @@ from application.grants import (
     usable_grants,
 )
 from application.invoicing import (
+    Corrections,
     changed_cycles,
     cycle_adjustments,
     cycle_invoice,
@@ -60,7 +61,7 @@ class CyclePlan:
     subscription: Subscription
     cycle: Cycle
     invoice: Invoice
-    adjusted: dict[str, int]  # earlier cycle index (text) -> the cut it is brought to
+    corrections: Corrections  # for earlier cycles: adjustments, cuts, late overage
     accounts: AccountSet
     meters: list[Meter]
     price: UsagePrice  # in force at the cycle's start
@@ -96,7 +97,7 @@ def _plan(
         business_id, billed.specs, customer_id, cycle.start, cycle.end
     )
     candidates = changed_cycles(ledger, reads, subscription, cycle_index)
-    adjustments, adjusted = cycle_adjustments(
+    corrections = cycle_adjustments(
         ledger, reads.measure, subscription, cycle_index, cut, candidates
     )
     accounts = AccountSet(ledger, business_id, customer_id)
@@ -118,10 +119,10 @@ def _plan(
         consumed,
         cut=cut,
         grants=usable_grants(billed.price, cycle, accounts),
-        adjustments=adjustments,
+        adjustments=corrections.adjustments,
         groups=group_quantities(reads.measure, subscription, cycle, billed, cut),
     )
-    return CyclePlan(subscription, cycle, invoice, adjusted, accounts, meters, billed.price)
+    return CyclePlan(subscription, cycle, invoice, corrections, accounts, meters, billed.price)
 
 
 def invoice_preview(
@@ -182,6 +183,7 @@ def finalize_cycle(
             subscription_id=subscription_id,
             cycle_index=cycle_index,
             terms={t.entitlement_id: t for t in plan.price.credits},
+            late=plan.corrections.late_overage,
         )
         changed = [record, plan.subscription, *plan.meters, *plan.accounts.changed()]
         try:
@@ -209,7 +211,7 @@ def _record(reads: Reads, plan: CyclePlan, invoice_id: str, now: datetime) -> In
         total_minor=invoice.total_minor,
         document=invoice.canonical_bytes().decode("ascii"),
         sha256=invoice.sha256,
-        adjusted=plan.adjusted,
+        adjusted=plan.corrections.adjusted,
         finalized_at=now,
         log_digest=reads.seal.chain_at(invoice.cut),
     )
@@ -226,9 +228,9 @@ def recompute(ledger: Ledger, reads: Reads, record: InvoiceRecord) -> Invoice:
     subscription = load(ledger, record.business_id, record.subscription_id)
     cycle = subscription.cycle(record.cycle_index)
     index = record.cycle_index
-    adjustments, _ = cycle_adjustments(
+    adjustments = cycle_adjustments(
         ledger, reads.flat, subscription, index, record.cut, range(index)
-    )
+    ).adjustments
     return cycle_invoice(
         reads.flat,
         subscription,

@@ -22,6 +22,7 @@ their result without writing anything.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -251,6 +252,16 @@ def drawn_grants(document: Mapping[str, Any], start: datetime) -> dict[str, list
     return grants
 
 
+@dataclass(frozen=True, slots=True)
+class LateOverage:
+    """What late usage of finalized cycles adds to an entitlement's overage that carries
+    a deficit (``carry_deficit*``): ``carried`` of ``overage`` credits stays as deficit."""
+
+    overage: Decimal
+    carried: Decimal
+    repays: bool
+
+
 def settle(
     accounts: AccountSet,
     invoice_id: str,
@@ -260,9 +271,11 @@ def settle(
     subscription_id: str,
     cycle_index: int,
     terms: Mapping[str, CreditTerms],
+    late: Mapping[str, LateOverage] | None = None,
 ) -> None:
     """Apply a finalized invoice's draws and overage to the accounts they came from,
-    in place of what the cycle drew provisionally.
+    in place of what the cycle drew provisionally; with the ``late`` overage of the
+    earlier cycles it adjusts, where their entitlements carry a deficit.
 
     ``terms`` are the cycle's (the price in force at its start): they say how much
     of each entitlement's overage is carried as a deficit, and whether credit
@@ -270,9 +283,18 @@ def settle(
     draw fits; saving them with the invoice record in one transaction makes both
     or neither.
     """
-    for entitlement_id, (drawn, overage, billed) in settlements(document).items():
+    own = settlements(document)
+    late = late or {}
+    for entitlement_id in sorted(own.keys() | late.keys()):
+        drawn, overage, billed = own.get(entitlement_id, ([], Decimal(0), Decimal(0)))
         account = accounts.get(entitlement_id, at)
         found = terms.get(entitlement_id)
+        carried = Decimal(0) if found is None else found.carried(overage)
+        repays = found is not None and found.repays_deficit
+        if entitlement_id in late:  # earlier cycles' late overage, carried with this one's
+            extra = late[entitlement_id]
+            overage, carried = overage + extra.overage, carried + extra.carried
+            repays = repays or extra.repays
         account.settle(
             invoice_id,
             drawn,
@@ -281,8 +303,8 @@ def settle(
             at,
             subscription_id=subscription_id,
             cycle_index=cycle_index,
-            carried=Decimal(0) if found is None else found.carried(overage),
-            repays=found is not None and found.repays_deficit,
+            carried=carried,
+            repays=repays,
         )
     key = cycle_key(subscription_id, cycle_index)
     for account in accounts.loaded():  # drew provisionally, and at the cut nothing

@@ -20,11 +20,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
+from functools import reduce
 from typing import Protocol
 
 from application.catalogue import CatalogueStore
-from application.grants import drawn_grants
+from application.grants import LateOverage, drawn_grants
 from application.ledger import Ledger
 from application.reads import Reads
 from application.views import InvoiceQuery
@@ -38,6 +39,8 @@ from domain.pricing import UsagePrice
 from domain.subscription import Subscription
 
 HOUR = timedelta(hours=1)
+_EXACT = Context(prec=2000, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+_ZERO = Decimal(0)
 
 
 class Measure(Protocol):
@@ -170,6 +173,16 @@ class Records:
         return cut
 
 
+@dataclass(frozen=True, slots=True)
+class Corrections:
+    """What an invoice carries for earlier cycles: the adjustments, the cut each adjusted
+    cycle is brought to (index as text), and the late overage they carry as a deficit."""
+
+    adjustments: list[Adjustment]
+    adjusted: dict[str, int]
+    late_overage: dict[str, LateOverage]
+
+
 def cycle_adjustments(
     ledger: Ledger,
     measure: Measure,
@@ -177,14 +190,12 @@ def cycle_adjustments(
     cycle_index: int,
     cut: int,
     candidates: Iterable[int],
-) -> tuple[list[Adjustment], dict[str, int]]:
+) -> Corrections:
     """What cycle ``cycle_index``'s invoice, folded at ``cut``, carries for the earlier
     cycles among ``candidates``: each finalized one compared at the last cut an invoice
-    brought it to and at ``cut``, with the credit its own invoice drew. Also returns,
-    per adjusted cycle (as text), the cut it is now at."""
+    brought it to and at ``cut``, with the credit its own invoice drew."""
     records = Records(ledger, subscription)
-    adjustments: list[Adjustment] = []
-    adjusted: dict[str, int] = {}
+    found = Corrections([], {}, {})
     for earlier in sorted({c for c in candidates if 0 <= c < cycle_index}):
         old_cut = records.last_cut(earlier, cycle_index)
         record = records.get(earlier)
@@ -197,9 +208,35 @@ def cycle_adjustments(
         new = cycle_invoice(measure, subscription, past, billed, at=cut, grants=drawn)
         change = adjustment(old, new)
         if not change.is_zero:
-            adjustments.append(change)
-            adjusted[str(earlier)] = cut
-    return adjustments, adjusted
+            found.adjustments.append(change)
+            found.adjusted[str(earlier)] = cut
+            _add_late_overage(found.late_overage, billed.price, old, new)
+    return found
+
+
+def _add_late_overage(
+    into: dict[str, LateOverage], price: UsagePrice, old: Invoice, new: Invoice
+) -> None:
+    """A deficit grows with late usage the credit did not cover; a void does not shrink
+    it (as a void never gives credit back)."""
+    for terms in price.credits:
+        if not terms.carries_deficit:
+            continue
+        before, after = (_overage(i, terms.entitlement_id) for i in (old, new))
+        if after <= before:
+            continue
+        carried = _EXACT.subtract(terms.carried(after), terms.carried(before))
+        known = into.get(terms.entitlement_id, LateOverage(_ZERO, _ZERO, repays=False))
+        into[terms.entitlement_id] = LateOverage(
+            _EXACT.add(known.overage, _EXACT.subtract(after, before)),
+            _EXACT.add(known.carried, carried),
+            known.repays or terms.repays_deficit,
+        )
+
+
+def _overage(invoice: Invoice, entitlement_id: str) -> Decimal:
+    items = (o.credits for o in invoice.overage if o.entitlement_id == entitlement_id)
+    return reduce(_EXACT.add, items, _ZERO)
 
 
 def latest_finalized(
