@@ -28,7 +28,7 @@ from itertools import islice
 from application.errors import UnavailableError
 from application.usage import TallySnapshot, UsageStore
 from application.usage_log import UsageLogStore
-from domain.grouping import GroupValue, group_tallies, tally_by_group
+from domain.grouping import GroupValue, group_chunk, tally_by_group
 from domain.invoice import merge_groups
 from domain.meter import MeterSpec, Tally, UsageRecord
 
@@ -303,7 +303,7 @@ def group_log(
     records = log.stream_records(business_id, spec.event_name, customer_id, start, end, at)
     grouped: dict[GroupValue, Tally] = {}
     while chunk := list(islice(records, CHUNK)):
-        merge_groups(grouped, group_tallies(spec, key, chunk))
+        merge_groups(grouped, group_chunk(spec, key, chunk))
     return grouped
 
 

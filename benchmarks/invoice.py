@@ -4,7 +4,8 @@ This is the audit's fold (``application.measure.FlatMeasure``): every event of t
 cycle streamed from the usage log. Routine work (previews, finalization) folds the
 hourly tallies instead: ``benchmarks/scale.py`` measures both side by side.
 
-Run: ``.venv/bin/python benchmarks/invoice.py [--sizes 250000,500000,1000000] [--list]``
+Run: ``.venv/bin/python benchmarks/invoice.py [--sizes 250000,500000,1000000] [--list]
+[--models]``
 
 On a scratch PostgreSQL database it defines two meters on ``api.call`` (a count,
 and a sum of ``tokens`` over events whose ``tier`` is ``pro``) and appends
@@ -23,7 +24,9 @@ and reports the best of two folds' seconds, events/s, memory (the tracemalloc
 peak of a third, traced fold; ru_maxrss before and after) and the invoice.
 Another process reads the same rows with a plain psycopg server-side cursor,
 undecoded, best of two: the same-run baseline. ``--list`` also folds the same
-events gathered in a list first, to show what streaming saves.
+events gathered in a list first, to show what streaming saves; ``--models`` folds
+them once more with the calls line priced per value of ``tier`` and the tokens line
+in graduated tiers (what a grouped line's preview reads from the usage log).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -53,7 +57,8 @@ from eventsourcing.utils import get_topic  # noqa: E402
 from domain.cycles import Cycle, Interval, cycle  # noqa: E402
 from domain.invoice import Invoice, fold_invoice  # noqa: E402
 from domain.meter import MeterSpec, UsageRecord  # noqa: E402
-from domain.pricing import MeterPrice, UsagePrice  # noqa: E402
+from domain.price_model import PriceModel, PricingModel, Tier  # noqa: E402
+from domain.pricing import GroupPrice, MeterPrice, UsagePrice  # noqa: E402
 from domain.usage import UsageEvent, usage_event_id  # noqa: E402
 from infrastructure.bootstrap import Container, build  # noqa: E402
 from infrastructure.codec import to_micros  # noqa: E402
@@ -94,11 +99,25 @@ def define_meters(container: Container) -> dict[str, str]:
     return ids
 
 
-def price_of() -> UsagePrice:
-    """Lines keyed by meter name, not the generated id, so runs give the same bytes."""
-    lines = (
+def price_of(*, models: bool = False) -> UsagePrice:
+    """Lines keyed by meter name, not the generated id, so runs give the same bytes.
+
+    ``models``: the price models of ``domain.price_model`` instead, so their cost shows
+    beside the plain fold: calls priced per value of ``tier`` (pro at 3), pro tokens in
+    graduated tiers."""
+    lines = [
         MeterPrice(name, Decimal(per_unit), free) for name, (_, _, per_unit, free) in METERS.items()
-    )
+    ]
+    if models:
+        tiers = (Tier(Decimal(10**6), Decimal("0.0004")), Tier(None, Decimal("0.0002")))
+        lines = [
+            replace(
+                lines[0],
+                group_by="tier",
+                groups=(GroupPrice("pro", PriceModel.per_unit(Decimal(3))),),
+            ),
+            replace(lines[1], model=PriceModel(PricingModel.GRADUATED, tiers=tiers)),
+        ]
     return UsagePrice.of("USD", 2000, Interval.MONTH, 1, lines)
 
 
@@ -181,13 +200,13 @@ def measure_fold(dburl: str, ids: dict[str, str], cut: int, via: str) -> dict[st
     specs: dict[str, MeterSpec] = {
         name: container.ledger.meter_spec(BUSINESS, ids[name]) for name in METERS
     }
-    price = price_of()
+    price = price_of(models=via == "models")
 
     def fold() -> Invoice:
         events = (
-            stream_records(container, CYCLE, cut)
-            if via == "stream"
-            else listed_records(container, CYCLE, cut)
+            listed_records(container, CYCLE, cut)
+            if via == "list"
+            else stream_records(container, CYCLE, cut)
         )
         return fold_invoice(CYCLE, price, specs, events, cut=cut)
 
@@ -245,12 +264,16 @@ def child(mode: str, dburl: str, ids: dict[str, str], cut: int) -> dict[str, Any
     return result
 
 
-def report(size: int, ids: dict[str, str], cut: int, dburl: str, *, listed: bool) -> float:
+def report(
+    size: int, ids: dict[str, str], cut: int, dburl: str, *, listed: bool, models: bool
+) -> float:
     """Print one size's figures; the streamed fold's seconds."""
     raw = child("raw", dburl, ids, cut)
     folds = {"stream": child("stream", dburl, ids, cut)}
     if listed:
         folds["list"] = child("list", dburl, ids, cut)
+    if models:
+        folds["models"] = child("models", dburl, ids, cut)
     if raw["rows"] != size:
         raise RuntimeError(f"the usage log selected {raw['rows']:,} rows, not {size:,}")
     want = [str(n) for n in expected(size)]
@@ -279,7 +302,7 @@ def vacuum(dburl: str) -> float:
     return time.perf_counter() - started
 
 
-def run(sizes: list[int], dburl: str, *, listed: bool) -> None:
+def run(sizes: list[int], dburl: str, *, listed: bool, models: bool) -> None:
     container = build(Settings(database_url=dburl))
     try:
         ids = define_meters(container)
@@ -305,7 +328,7 @@ def run(sizes: list[int], dburl: str, *, listed: bool) -> None:
                 f"{'':>10} log {written:,} events; projections caught up in {caught:.1f} s, "
                 f"vacuum analyze {vacuumed:.1f} s"
             )
-            seconds = report(size, ids, cut, dburl, listed=listed)
+            seconds = report(size, ids, cut, dburl, listed=listed, models=models)
         verdict = "met" if seconds < TARGET_SECONDS else "NOT met"
         print(f"target < {TARGET_SECONDS:.0f} s at {sizes[-1]:,} events: {verdict}")
     finally:
@@ -316,7 +339,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="250000,500000,1000000")
     parser.add_argument("--list", action="store_true", help="also fold a list of the events")
-    parser.add_argument("--child", choices=["stream", "list", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--models",
+        action="store_true",
+        help="also fold with a line priced per value and one in graduated tiers",
+    )
+    parser.add_argument(
+        "--child", choices=["stream", "list", "models", "raw"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--dburl", help=argparse.SUPPRESS)
     parser.add_argument("--ids", help=argparse.SUPPRESS)
     parser.add_argument("--cut", type=int, help=argparse.SUPPRESS)
@@ -336,7 +366,7 @@ def main() -> int:
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     try:
-        run(sizes, dburl, listed=args.list)
+        run(sizes, dburl, listed=args.list, models=args.models)
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

@@ -39,7 +39,7 @@ from itertools import islice
 from domain.credits import CreditLink, Draw, Grant, Overage, cover
 from domain.cycles import Cycle
 from domain.errors import InvoiceMismatchError
-from domain.grouping import group_tallies
+from domain.grouping import group_chunk
 from domain.line import GroupValue, Line, SubLine, chargeable_units, price_line
 from domain.meter import MeterSpec, Tally, UsageRecord, canonical_number
 from domain.price_model import PriceModel, TierCharge
@@ -248,7 +248,7 @@ def _cycle_pass(
         for meter_id, spec in specs:
             tallies[meter_id] = tallies[meter_id].merge(spec.tally(chunk))
             if meter_id in keys:
-                merge_groups(grouped[meter_id], group_tallies(spec, keys[meter_id], chunk))
+                merge_groups(grouped[meter_id], group_chunk(spec, keys[meter_id], chunk))
     return tallies, grouped
 
 

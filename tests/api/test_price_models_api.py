@@ -13,6 +13,7 @@ from application.billing import recompute
 from infrastructure.runtime import close_cycles
 from tests.api.helpers import assert_error, client_for, make_customer
 from tests.api.test_billing_api import meter, subscribe
+from tests.api.test_credits_api import entitlement
 from tests.conftest import BOOTSTRAP_KEY, start_live_server
 
 TIERS = [{"up_to": 1000, "price_per_unit": "2"}, {"up_to": None, "price_per_unit": "1"}]
@@ -378,3 +379,47 @@ def test_units_moved_between_values_of_a_finalized_cycle_are_adjusted(billing) -
     [adjustment] = second["invoice"]["adjustments"]  # every quantity the same, the amount not
     assert adjustment["total_minor"] == 4
     assert adjustment["lines"][0]["consumed"] == "0"
+
+
+def test_tiers_with_a_free_threshold_and_credits_together(billing) -> None:
+    calls = calls_meter(billing)
+    ent = entitlement(billing.client)
+    response = billing.client.post(
+        "/products",
+        json={
+            "name": "Credit plan",
+            "tax_category": "saas",
+            "price": {
+                "type": "usage_based_price",
+                "currency": "USD",
+                "fixed_price": 0,
+                "payment_frequency_count": 1,
+                "payment_frequency_interval": "Month",
+                "meters": [
+                    {
+                        "meter_id": calls,
+                        "free_threshold": 500,
+                        "pricing_model": "graduated",
+                        "tiers": TIERS,
+                        "credit_entitlement_id": ent,
+                        "meter_units_per_credit": "1",
+                    }
+                ],
+            },
+            "credit_entitlements": [{"credit_entitlement_id": ent, "credits_amount": "800"}],
+        },
+    )
+    assert response.status_code == 200, response.text
+    start = (billing.clock.now - timedelta(days=35)).isoformat()
+    product_id = response.json()["product_id"]
+    assert subscribe(billing.client, billing.cid, product_id, start_date=start).status_code == 200
+    billing.send(2500)
+    [invoice] = billing.finalize()
+    [line] = invoice["invoice"]["lines"]
+    # 2,500 - 500 free = 2,000; 800 covered by credits; 1,200 billed in the tiers
+    assert (line["chargeable"], line["credits_applied"], line["billed_units"]) == (
+        "2000",
+        "800",
+        "1200",
+    )
+    assert invoice["total_minor"] == 1000 * 2 + 200 * 1

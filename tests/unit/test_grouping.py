@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from domain.grouping import (
     GroupBoundError,
+    group_chunk,
     group_tallies,
     group_value,
     merge_all,
@@ -102,6 +103,14 @@ def test_grouping_does_not_depend_on_the_order_of_events(
     spec: MeterSpec, events: list[UsageRecord], key: str
 ) -> None:
     assert group_tallies(spec, key, reversed(events)) == group_tallies(spec, key, events)
+
+
+@LAWS
+@given(spec=specs(), events=records(), key=st.sampled_from(KEYS))
+def test_a_chunk_parted_first_groups_as_event_by_event(
+    spec: MeterSpec, events: list[UsageRecord], key: str
+) -> None:
+    assert group_chunk(spec, key, events) == group_tallies(spec, key, events)
 
 
 def tallies(**counts: int) -> dict[str | None, Tally]:
