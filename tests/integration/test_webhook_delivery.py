@@ -402,3 +402,32 @@ def test_retry_schedule_covers_more_than_a_day_with_jitter() -> None:
         total += low - at
     assert total > timedelta(hours=24)
     assert next_attempt(len(RETRY_SCHEDULE) + 1, at) is None
+
+
+def test_a_carried_deficit_and_its_repayment_arrive_as_overage_messages(
+    make_container, clock, receiver
+):
+    container = make_container(backdate_window=timedelta(days=40))
+    with client_for(container) as client:
+        _, secret = endpoint(
+            client, receiver.url, filter_types=["credit.overage_charged", "credit.overage_reset"]
+        )
+        cid = make_customer(client)
+        calls = meter(client, "api.call", {"type": "count"})
+        ent = entitlement(client, overage_behavior="carry_deficit_auto_repay")
+        begun = (clock.now - timedelta(days=35)).isoformat()
+        assert (
+            subscribe(client, cid, credit_product(client, calls, ent), start_date=begun).status_code
+            == 200
+        )
+        send(client, cid, clock.now - timedelta(days=20), "a", 1100)
+        close_cycles(container, catch_up=True)  # 100 over: carried, then repaid from cycle 1's
+        settle(container)
+        got = receiver.wait_for(lambda found: len(found) == 2)
+        events = sorted(unwrapped(got, secret), key=lambda e: e.type)
+        assert [(e.type, e.data.amount) for e in events] == [
+            ("credit.overage_charged", "100"),
+            ("credit.overage_reset", "100"),
+        ]
+        balance = client.get(f"/credit-entitlements/{ent}/balances/{cid}").json()
+        assert (balance["balance"], balance["overage"]) == ("900", "0")
