@@ -326,7 +326,22 @@ class Ledger(Application[UUID]):
     def update_product(
         self, business_id: str, product_id: str, *, changes: Mapping[str, Any], now: datetime
     ) -> ProductView:
-        """Change the given fields; a new price applies to cycles that begin from now on."""
+        """Change the given fields; a new price applies to cycles that begin from now on.
+
+        Decided again on a fresh load when another writer saved the product (or a meter
+        it marks) in between."""
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            product, meters = self._changed_product(business_id, product_id, changes, now)
+            try:
+                self.save(product, *meters)
+            except IntegrityError:
+                continue
+            return product_view(product)
+        raise ConflictRetryExhaustedError("the product kept changing under this write")
+
+    def _changed_product(
+        self, business_id: str, product_id: str, changes: Mapping[str, Any], now: datetime
+    ) -> tuple[Product, list[Meter]]:
         product = self.load_product(business_id, product_id)
         meters: list[Meter] = []
         metadata = changes.get("metadata", product.metadata)
@@ -351,8 +366,7 @@ class Ledger(Application[UUID]):
             _, wire = parse_usage_price(price)
             meters = self._priced_meters(business_id, product_id, wire, now)
             product.change_price(wire, now)
-        self.save(product, *meters)
-        return product_view(product)
+        return product, meters
 
     def _with_credits(
         self,

@@ -82,3 +82,21 @@ def test_an_entitlement_update_that_loses_a_race_keeps_both_changes(
 def test_a_customer_id_no_store_can_hold_is_404(client, customer_id) -> None:
     response = client.get(f"/customers/{customer_id}/credit-entitlements")
     assert response.status_code == 404, response.text
+
+
+def test_a_product_update_that_loses_a_race_is_decided_again(
+    client, container, make_container, monkeypatch, clock
+) -> None:
+    other = make_container()
+    plan = product(client, [], 100)
+    racing(
+        container,
+        monkeypatch,
+        lambda: other.ledger.update_product(
+            "default", plan, changes={"description": "theirs"}, now=clock.now
+        ),
+    )
+    response = client.patch(f"/products/{plan}", json={"name": "Mine"})
+    assert response.status_code < 300, response.text
+    shown = client.get(f"/products/{plan}").json()
+    assert (shown["name"], shown["description"]) == ("Mine", "theirs")
