@@ -27,6 +27,7 @@ from api.routes.health import health
 from api.routes.invoices import InvoiceController
 from api.routes.meters import MeterController
 from api.routes.metrics import metrics
+from api.routes.portal import portal_page, static_files, template_config
 from api.routes.products import ProductController
 from api.routes.subscriptions import SubscriptionController
 from api.routes.webhooks import WebhookController
@@ -89,6 +90,8 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             WebhookController,
             AlertController,
             ApiKeyController,
+            portal_page,
+            static_files,
         ],
         middleware=[
             RequestLogMiddleware,
@@ -98,6 +101,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
         before_request=refuse_unstorable_parameters,
         exception_handlers=EXCEPTION_HANDLERS,
         response_class=ExactJSONResponse,
+        template_config=template_config(),
         cors_config=cors_config(container.settings.cors_origins),
         request_max_body_size=container.settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="ledger", version="0.1.0", path="/schema"),

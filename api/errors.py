@@ -11,7 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from api.middleware import REQUEST_ID_KEY
+from api.middleware import REQUEST_ID_KEY, loggable_path
 from api.response import ExactJSONResponse
 from api.schemas import ErrorRead
 from application.errors import (
@@ -103,7 +103,7 @@ def http_error(request: Request[Any, Any, Any], error: Exception) -> Response[An
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     if database_unavailable(error):
         return unavailable(request, error)
-    log.exception("unhandled_error", path=request.url.path, error=str(error))
+    log.exception("unhandled_error", path=loggable_path(request.url.path), error=str(error))
     return error_response(
         request,
         HTTP_500_INTERNAL_SERVER_ERROR,
@@ -114,7 +114,9 @@ def internal_error(request: Request[Any, Any, Any], error: Exception) -> Respons
 
 def unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     """The store cannot be reached: nothing was acknowledged, the client may send it again."""
-    log.warning("database_unavailable", path=request.url.path, error=str(error)[:200])
+    log.warning(
+        "database_unavailable", path=loggable_path(request.url.path), error=str(error)[:200]
+    )
     response = error_response(
         request,
         503,

@@ -13,6 +13,15 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 log = structlog.get_logger("ledger.http")
 REQUEST_ID_KEY = "ledger_request_id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SECRET_PATHS = ("/portal/",)  # the rest of the path is a credential (a portal link's token)
+
+
+def loggable_path(path: str) -> str:
+    """The path as a log line may hold it: a credential in it is replaced by a mark."""
+    for prefix in _SECRET_PATHS:
+        if path.startswith(prefix):
+            return f"{prefix}[redacted]"
+    return path
 
 
 class RequestLogMiddleware:
@@ -57,7 +66,7 @@ class RequestLogMiddleware:
             log.info(
                 "request",
                 method=http_scope["method"],
-                path=scope["path"],
+                path=loggable_path(scope["path"]),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 business=getattr(user, "business_id", None),

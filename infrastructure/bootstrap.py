@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from application.ledger import Ledger
+from application.portal_link import PortalLinks
 from application.projection import Projector
 from application.reads import (
     CATALOGUE,
@@ -28,6 +29,7 @@ from domain.usage import TimeWindow
 from infrastructure.cursors import TrackedCursor
 from infrastructure.keys import KeyStore
 from infrastructure.projections import make_projections, make_views
+from infrastructure.server_secrets import PORTAL_LINKS, ServerSecretStore
 from infrastructure.settings import Settings
 from infrastructure.store import (
     eventsourcing_env,
@@ -52,6 +54,7 @@ class Container:
     views: dict[str, Any]  # projection name -> its view
     projector: Projector
     reads: Reads
+    portal: PortalLinks
     clock: Callable[[], datetime] = field(default=utc_now)
 
     def close(self) -> None:
@@ -73,6 +76,7 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         views = make_views(datastore, lambda name: projection_sqlite_path(settings, name))
         keys = KeyStore(datastore, placeholder, settings.bootstrap_api_key)
         webhook_secrets = WebhookSecretStore(datastore, placeholder)
+        portal_secret = ServerSecretStore(datastore, placeholder).secret(PORTAL_LINKS)
         live_cursor = TrackedCursor(
             datastore, "live_credits", projection_sqlite_path(settings, "live_credits"), ledger.name
         )
@@ -94,6 +98,7 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         freshness=projector,
         application_name=ledger.name,
     )
+    portal = PortalLinks(portal_secret, timedelta(seconds=settings.portal_link_seconds))
     return Container(
-        settings, ledger, keys, webhook_secrets, live_cursor, views, projector, reads, clock
+        settings, ledger, keys, webhook_secrets, live_cursor, views, projector, reads, portal, clock
     )

@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_requests: float = 1000.0  # per key and process, requests a second; 0: no limit
     rate_limit_events: float = 100_000.0  # per key and process, ingested events a second; 0: none
     shutdown_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
+    portal_link_seconds: float = 3600.0  # how long a customer portal link opens its page
 
     @property
     def is_postgres(self) -> bool:
@@ -135,6 +136,11 @@ def _operating_values(env: Mapping[str, str]) -> dict[str, object]:
             values[field] = value
     if raw := env.get("LEDGER_SHUTDOWN_SECONDS", "").strip():
         values["shutdown_seconds"] = _seconds("LEDGER_SHUTDOWN_SECONDS", raw)
+    if raw := env.get("LEDGER_PORTAL_LINK_SECONDS", "").strip():
+        lifetime = _seconds("LEDGER_PORTAL_LINK_SECONDS", raw)
+        if lifetime < 1:  # a link dead on arrival helps nobody
+            raise ConfigError("LEDGER_PORTAL_LINK_SECONDS must be at least 1 second")
+        values["portal_link_seconds"] = lifetime
     return values
 
 

@@ -1,4 +1,5 @@
-"""Customers: create, retrieve, list, update, and their credit under each entitlement."""
+"""Customers: create, retrieve, list, update, their credit under each entitlement, and
+a link to their portal."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from litestar import Controller, Request, get, patch, post
 from litestar.params import FromPath, FromQuery
 
 from api.routes.common import PageNumber, PageSize, business_of, container_of, moment
+from api.routes.portal import CustomerPortalSessionRead
 from api.schemas import CustomerCreate, CustomerRead, Page, decode
 from application import listings
 from application.customers import CustomerCredit, customer_credits, update_customer
 from application.errors import InvalidRequestError
+from application.portal import open_portal_session
 from application.views import CustomerQuery, CustomerView
 from infrastructure.keys import Principal
 
@@ -154,3 +157,35 @@ class CustomerController(Controller):
             page_size=page_size,
         )
         return Page(items=[customer_read(v) for v in listings.customers(container.reads, query)])
+
+    @post(
+        "/{customer_id:str}/customer-portal/session",
+        status_code=200,
+        summary="A signed link to the customer's read-only portal page",
+        description=(
+            "The link expires after LEDGER_PORTAL_LINK_SECONDS (an hour by default). "
+            "return_url (http or https) is shown on the page as a way back; this ledger "
+            "sends no email, so send_email=true is refused with 422."
+        ),
+        opt={"scope": "admin"},  # the link opens the customer's invoices to whoever holds it
+    )
+    async def create_portal_session(
+        self,
+        request: Request[Principal, Any, Any],
+        customer_id: FromPath[str],
+        return_url: FromQuery[str | None] = None,
+        send_email: FromQuery[bool | None] = None,
+    ) -> CustomerPortalSessionRead:
+        container = container_of(request)
+        token = await anyio.to_thread.run_sync(
+            lambda: open_portal_session(
+                container.ledger,
+                container.portal,
+                business_of(request),
+                customer_id,
+                return_url=return_url,
+                send_email=send_email,
+                now=container.clock(),
+            )
+        )
+        return CustomerPortalSessionRead(link=f"{str(request.base_url).rstrip('/')}/portal/{token}")

@@ -1,9 +1,11 @@
-"""Nothing secret in any log line: keys, Authorization headers, webhook secrets and headers.
+"""Nothing secret in any log line: keys, Authorization headers, webhook secrets and headers,
+customer portal links.
 
 A full scenario runs against ``ledger serve`` at debug level, its log captured:
 keys created on the command line, requests with good, wrong and malformed
 keys, an endpoint with a custom header, messages signed and delivered after a
-failed attempt, a secret retrieved, errors of every kind. Then every line of
+failed attempt, a secret retrieved, a portal link made, opened and opened
+altered, errors of every kind. Then every line of
 the server's and the command line's output is searched for each secret, whole
 and in part (a prefix long enough to matter).
 """
@@ -61,6 +63,12 @@ def test_no_log_line_holds_a_key_an_authorization_header_or_a_webhook_secret(
             secret = http.get(f"/webhooks/{hook_id}/secret").json()["secret"]
             customer = http.post("/customers", json={"email": "a@example.com", "name": "A"})
             customer_id = customer.json()["customer_id"]
+            link = http.post(f"/customers/{customer_id}/customer-portal/session").json()["link"]
+            portal_token = link.rsplit("/", 1)[1]
+            assert http.get(f"/portal/{portal_token}", headers={"Authorization": ""}
+                            ).status_code == 200
+            assert http.get(f"/portal/{portal_token[:-2]}xy", headers={"Authorization": ""}
+                            ).status_code == 403
             entitlement = http.post(
                 "/credit-entitlements",
                 json={"name": "Credits", "unit": "calls", "precision": 0,
@@ -92,6 +100,7 @@ def test_no_log_line_holds_a_key_an_authorization_header_or_a_webhook_secret(
         [server.output(), made.stderr, listed.stdout, listed.stderr]
     )
     assert '"path": "/events/ingest"' in output  # the log was captured, at debug level
+    assert '"path": "/portal/[redacted]"' in output  # the portal requests were logged
     whole = {
         "bootstrap key": BOOTSTRAP_KEY,
         "ingest key": ingest_key,
@@ -99,6 +108,8 @@ def test_no_log_line_holds_a_key_an_authorization_header_or_a_webhook_secret(
         "webhook secret": secret,
         "webhook secret body": secret.removeprefix("whsec_"),
         "custom header": HEADER_SECRET,
+        "portal token": portal_token,
+        "portal token signature": portal_token.split(".")[1],
     }
     for name, value in whole.items():
         for piece in {value, value[:16], value[-16:]}:

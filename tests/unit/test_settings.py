@@ -75,3 +75,14 @@ def test_no_origin_is_allowed_and_limits_are_generous_by_default() -> None:
     assert settings.cors_origins == ()
     assert settings.rate_limit_requests == 1000
     assert settings.rate_limit_events == 100_000
+
+
+def test_a_portal_link_lasts_an_hour_unless_set() -> None:
+    assert Settings.from_env({}).portal_link_seconds == 3600
+    assert Settings.from_env({"LEDGER_PORTAL_LINK_SECONDS": "900"}).portal_link_seconds == 900
+
+
+@pytest.mark.parametrize("raw", ["0", "0.5", "soon", "-1", "700000"])
+def test_a_portal_link_lifetime_below_a_second_or_above_a_week_is_refused(raw: str) -> None:
+    with pytest.raises(ConfigError, match="LEDGER_PORTAL_LINK_SECONDS"):
+        Settings.from_env({"LEDGER_PORTAL_LINK_SECONDS": raw})

@@ -1,0 +1,97 @@
+"""The customer portal: ``POST /customers/{id}/customer-portal/session`` signs a link,
+``GET /portal/{token}`` opens the read-only page it grants.
+
+The page needs no API key: the token is the credential (``application.portal_link``).
+So the route is marked to skip the key middleware, and the request log and error
+logs write its path without the token (``api.middleware.loggable_path``). Every
+portal answer, the refusal too, is ``no-store`` (the page is one customer's), sends
+no referrer (the token is in the URL) and carries a strict Content-Security-Policy:
+the page has no script, no inline style, nothing from another origin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from litestar import Request, Response, get
+from litestar.enums import MediaType
+from litestar.params import FromPath
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Template
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+from litestar.template.base import TemplateEngineProtocol
+
+from api import portal_format
+from api.routes.common import container_of
+from application.portal import customer_portal
+from application.portal_link import PortalLinkError, PortalLinkExpiredError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STATIC = Path(__file__).resolve().parent.parent / "static"
+PORTAL_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+PUBLIC = {"exclude_from_auth": True, "public": True}  # the key middleware and guard skip it
+
+
+class CustomerPortalSessionRead(msgspec.Struct):
+    """The SDK's ``CustomerPortalSession``."""
+
+    link: str
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
+    )
+    environment.filters.update(
+        money=portal_format.money,
+        unit_price=portal_format.unit_price,
+        quantity=portal_format.quantity,
+        moment=portal_format.moment,
+        day=portal_format.day,
+        host=portal_format.host,
+    )
+    environment.globals["bar_chart"] = portal_format.bar_chart
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
+
+
+static_files = create_static_files_router(
+    path="/static", directories=[STATIC], opt=PUBLIC, include_in_schema=False
+)
+
+
+def refused(request: Request[Any, Any, Any], error: Exception) -> Response[str]:
+    """403 with a page that says why: expired (ask for a new link) or not valid."""
+    engine: TemplateEngineProtocol[Any, Any] | None = request.app.template_engine
+    assert engine is not None  # the app is made with template_config()
+    expired = isinstance(error, PortalLinkExpiredError)
+    html = engine.get_template("portal/refused.html").render(expired=expired, request=request)
+    return Response(html, status_code=403, media_type=MediaType.HTML, headers=PORTAL_HEADERS)
+
+
+@get(
+    "/portal/{token:str}",
+    summary="The customer portal page a portal link opens (HTML; the token is the key)",
+    media_type=MediaType.HTML,
+    opt=PUBLIC,
+    tags=["customers"],
+    sync_to_thread=True,
+    exception_handlers={PortalLinkError: refused},
+)
+def portal_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
+    container = container_of(request)
+    page = customer_portal(
+        container.ledger, container.reads, container.portal, token, now=container.clock()
+    )
+    return Template("portal/page.html", context={"page": page}, headers=PORTAL_HEADERS)
