@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Request, Response, get
 from litestar.enums import MediaType
@@ -26,10 +27,15 @@ from litestar.template import TemplateConfig
 from litestar.template.base import TemplateEngineProtocol
 
 from api import portal_format
+from api.errors import RETRY_AFTER_SECONDS, internal_error
+from api.middleware import loggable_path
 from api.routes.common import container_of
+from application.errors import UnavailableError
 from application.portal import customer_portal
 from application.portal_link import PortalLinkError, PortalLinkExpiredError
+from infrastructure.store import database_unavailable
 
+log = structlog.get_logger(__name__)
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "static"
 PORTAL_HEADERS = {
@@ -80,6 +86,19 @@ def refused(request: Request[Any, Any, Any], error: Exception) -> Response[str]:
     return Response(html, status_code=403, media_type=MediaType.HTML, headers=PORTAL_HEADERS)
 
 
+def unavailable_page(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """503 as a page when the read models lag or the database is restarting (the link
+    still works: open it again shortly); anything else is a bug, answered as the API does."""
+    if not isinstance(error, UnavailableError) and not database_unavailable(error):
+        return internal_error(request, error)
+    log.warning("portal_unavailable", path=loggable_path(request.url.path), error=str(error)[:200])
+    engine: TemplateEngineProtocol[Any, Any] | None = request.app.template_engine
+    assert engine is not None  # the app is made with template_config()
+    html = engine.get_template("portal/unavailable.html").render(request=request)
+    headers = {**PORTAL_HEADERS, "Retry-After": str(RETRY_AFTER_SECONDS)}
+    return Response(html, status_code=503, media_type=MediaType.HTML, headers=headers)
+
+
 @get(
     "/portal/{token:str}",
     summary="The customer portal page a portal link opens (HTML; the token is the key)",
@@ -87,7 +106,11 @@ def refused(request: Request[Any, Any, Any], error: Exception) -> Response[str]:
     opt=PUBLIC,
     tags=["customers"],
     sync_to_thread=True,
-    exception_handlers={PortalLinkError: refused},
+    exception_handlers={
+        PortalLinkError: refused,
+        UnavailableError: unavailable_page,
+        Exception: unavailable_page,
+    },
 )
 def portal_page(request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
     container = container_of(request)

@@ -17,9 +17,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 from dodopayments import DodoPayments
 
+from api.routes import portal as portal_routes
+from application.errors import UnavailableError
 from infrastructure.runtime import close_cycles
 from tests.api.helpers import assert_error, bearer, client_for, make_customer
 from tests.api.test_billing_api import meter, product, send, started
@@ -273,3 +276,27 @@ def test_send_email_is_refused_naming_the_field_as_no_email_is_sent(client) -> N
     body = assert_error(client.post(path, params={"send_email": "true"}), 422, "invalid_request")
     assert body["detail"] == {"param": "send_email"}
     assert client.post(path, params={"send_email": "false"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UnavailableError("the catalogue has not reached position 9 in 10 s; try again shortly"),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+    ],
+)
+def test_a_page_that_cannot_be_read_now_says_to_open_the_link_again(
+    client, monkeypatch, error
+) -> None:
+    link = link_for(client, make_customer(client))
+
+    def lagging(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(portal_routes, "customer_portal", lagging)
+    response = open_page(client, link)
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["retry-after"] == "2"
+    assert response.headers["cache-control"] == "no-store"
+    assert "open it again" in response.text
