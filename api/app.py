@@ -69,12 +69,15 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         # Without ``follow`` nothing runs here but, with several processes, the
         # metrics' pool sampler.
+        container.acquire()
         runtime.start(projections=follow, billing=follow, delivery=follow)
         try:
             yield
         finally:
-            runtime.stop()
-            container.close()
+            last = container.release()  # two apps on one container: the last one closes it
+            runtime.stop(projector=last)
+            if last:
+                container.close()
 
     app = Litestar(
         route_handlers=[

@@ -259,6 +259,10 @@ class Projector:
         return len(found.batch)
 
     def start(self) -> None:
+        """Follow the log in a thread; while one follows, starting again changes nothing
+        (one thread per projector, however many apps share its container)."""
+        if self.running:
+            return
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
         self._thread.start()

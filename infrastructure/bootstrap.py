@@ -7,6 +7,7 @@ probe) is ``infrastructure.runtime``; rebuilding a projection is
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,10 +57,23 @@ class Container:
     reads: Reads
     portal: PortalLinks
     clock: Callable[[], datetime] = field(default=utc_now)
+    _users: int = field(default=0, repr=False)
+    _using: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def close(self) -> None:
         self.projector.stop()
         self.ledger.close()
+
+    def acquire(self) -> None:
+        """An app starts using the container (tests run two apps on one)."""
+        with self._using:
+            self._users += 1
+
+    def release(self) -> bool:
+        """An app stops using it; True for the last one, which closes it."""
+        with self._using:
+            self._users -= 1
+            return self._users <= 0
 
 
 def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Container:

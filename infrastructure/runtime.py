@@ -120,7 +120,8 @@ class Runtime:
             if not claimed:
                 self._billing_stop.wait(interval)
 
-    def stop(self) -> None:
+    def stop(self, *, projector: bool = True) -> None:
+        """Stop this runtime's loops; ``projector``: the container's projector thread too."""
         self._billing_stop.set()
         for thread in (self._billing, self._live, self._delivery, self._sampler):
             if thread is not None:
@@ -130,7 +131,8 @@ class Runtime:
         if self.deliverer is not None:
             self.deliverer.close()
             self.deliverer = None
-        self.container.projector.stop()
+        if projector:
+            self.container.projector.stop()
 
 
 def close_cycles(container: Container, *, catch_up: bool = False) -> list[InvoiceRecord]:
