@@ -6,14 +6,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from api.auth import PUBLIC_PATHS, BearerKeyMiddleware, scope_guard
+from api.dashboard import dashboard_router, root
+from api.dashboard.pages import http_error as dashboard_http_error
+from api.dashboard.session import HOME
 from api.errors import EXCEPTION_HANDLERS
+from api.errors import http_error as api_http_error
+from api.html import static_files, template_config
 from api.limits import RateLimits
 from api.metrics_middleware import install as install_request_metrics
 from api.middleware import RequestLogMiddleware
@@ -27,10 +32,11 @@ from api.routes.health import health
 from api.routes.invoices import InvoiceController
 from api.routes.meters import MeterController
 from api.routes.metrics import metrics
-from api.routes.portal import portal_page, static_files, template_config
+from api.routes.portal import portal_page
 from api.routes.products import ProductController
 from api.routes.subscriptions import SubscriptionController
 from api.routes.webhooks import WebhookController
+from application.dashboard import OpenCycleTotals, open_cycles_total
 from infrastructure.bootstrap import Container
 from infrastructure.runtime import Runtime
 
@@ -58,6 +64,14 @@ def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
         allow_credentials=False,
         max_age=600,
     )
+
+
+def http_error(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    """An HTTP error outside any route (no such path, wrong method): a page under
+    ``/dashboard``, JSON everywhere else."""
+    if request.url.path == HOME or request.url.path.startswith(f"{HOME}/"):
+        return dashboard_http_error(request, error)
+    return api_http_error(request, error)
 
 
 def create_app(container: Container, *, follow: bool = True) -> Litestar:
@@ -95,6 +109,8 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             ApiKeyController,
             portal_page,
             static_files,
+            root,
+            dashboard_router(container),
         ],
         middleware=[
             RequestLogMiddleware,
@@ -102,7 +118,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
         ],
         guards=[scope_guard],
         before_request=refuse_unstorable_parameters,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},
         response_class=ExactJSONResponse,
         template_config=template_config(),
         cors_config=cors_config(container.settings.cors_origins),
@@ -113,6 +129,12 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
         debug=False,
     )
     app.state.container = container
+    app.state.open_cycles = OpenCycleTotals(
+        lambda business_id, now: open_cycles_total(
+            container.ledger, container.reads, business_id, now
+        ),
+        container.clock,
+    )
     install_request_metrics(app)
     app.state.limits = RateLimits.per_second(
         container.settings.rate_limit_requests, container.settings.rate_limit_events

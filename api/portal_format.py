@@ -85,15 +85,26 @@ class Chart:
     peak: str  # the tallest bar's value, the axis' top
     first_day: str
     last_day: str
+    per: str = "day"  # the window of one bar: hour, day or month (UTC)
 
 
-def bar_chart(days: Sequence[UsageWindow], unit: str, now: datetime) -> Chart:
-    """One bar per day, heights scaled to the busiest day (a day of zero draws none)."""
+LABELS = {"hour": "%d %b %H:00", "day": "%d %b %Y", "month": "%b %Y"}
+
+
+def window_label(start: datetime, per: str) -> str:
+    """How a chart names a window: ``03 Dec 14:00`` (hour), ``03 Dec 2026``, ``Dec 2026``."""
+    return start.astimezone(UTC).strftime(LABELS[per])
+
+
+def bar_chart(days: Sequence[UsageWindow], unit: str, now: datetime, per: str = "day") -> Chart:
+    """One bar per window (a UTC ``hour``, ``day`` or ``month``), heights scaled to the
+    busiest (a window of zero draws none); windows not begun at ``now`` are faint."""
     peak = max((window.value for window in days), default=Decimal(0))
     slot = CHART_WIDTH / max(len(days), 1)
     bars = []
     for index, window in enumerate(days):
         share = float(window.value / peak) if peak > 0 else 0.0
+        label = window_label(window.start, per)
         height = round(share * CHART_HEIGHT, 2)
         bars.append(
             Bar(
@@ -101,7 +112,7 @@ def bar_chart(days: Sequence[UsageWindow], unit: str, now: datetime) -> Chart:
                 y=round(CHART_HEIGHT - height, 2),
                 width=round(max(slot - CHART_GAP, 1), 2),
                 height=height,
-                title=f"{day(window.start)}: {quantity(window.value)} {unit}".rstrip(),
+                title=f"{label}: {quantity(window.value)} {unit}".rstrip(),
                 future=window.start > now,
             )
         )
@@ -110,6 +121,7 @@ def bar_chart(days: Sequence[UsageWindow], unit: str, now: datetime) -> Chart:
         height=CHART_HEIGHT,
         bars=tuple(bars),
         peak=quantity(peak),
-        first_day=day(days[0].start) if days else "",
-        last_day=day(days[-1].start) if days else "",
+        first_day=window_label(days[0].start, per) if days else "",
+        last_day=window_label(days[-1].start, per) if days else "",
+        per=per,
     )

@@ -21,6 +21,7 @@ from eventsourcing.persistence import Tracking
 from application.ports import TrackedView
 from application.projection import Batch
 from application.views import (
+    CatalogueCounts,
     CustomerQuery,
     CustomerView,
     EntitlementQuery,
@@ -67,6 +68,10 @@ class CatalogueStore(TrackedView, Protocol):
     def list_customers(self, query: CustomerQuery) -> list[CustomerView]: ...
 
     def list_meters(self, query: MeterQuery) -> list[MeterView]: ...
+
+    def counts(self, business_id: str) -> CatalogueCounts: ...
+
+    def count_subscriptions(self, query: SubscriptionQuery, now: datetime) -> int: ...
 
     def list_products(self, query: ProductQuery) -> list[ProductView]: ...
 

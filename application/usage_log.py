@@ -64,6 +64,13 @@ class UsageLogStore(TrackedView, Protocol):
         """What ``stream_records`` streams, each record with its customer's id."""
         ...
 
+    def events_per_hour(
+        self, business_id: str, start: datetime, end: datetime
+    ) -> dict[datetime, int]:
+        """How many events (voided ones too) the business sent, per UTC hour of their
+        timestamps in ``[start, end)``; an hour without any is absent."""
+        ...
+
     def counted_in_hours(
         self, hours: Collection[HourKey], up_to: int, application_name: str
     ) -> dict[HourKey, list[UsageRecord]] | None:

@@ -266,6 +266,15 @@ class PageQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class CatalogueCounts:
+    """How much a business has: customers, meters and products (not archived)."""
+
+    customers: int
+    meters: int
+    products: int
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerQuery:
     business_id: str
     email: str | None = None

@@ -30,7 +30,7 @@ from domain.usage import TimeWindow
 from infrastructure.cursors import TrackedCursor
 from infrastructure.keys import KeyStore
 from infrastructure.projections import make_projections, make_views
-from infrastructure.server_secrets import PORTAL_LINKS, ServerSecretStore
+from infrastructure.server_secrets import DASHBOARD_SESSIONS, PORTAL_LINKS, ServerSecretStore
 from infrastructure.settings import Settings
 from infrastructure.store import (
     eventsourcing_env,
@@ -56,6 +56,7 @@ class Container:
     projector: Projector
     reads: Reads
     portal: PortalLinks
+    dashboard_secret: bytes  # 32 bytes: the dashboard's session cookies and CSRF tokens
     clock: Callable[[], datetime] = field(default=utc_now)
     _users: int = field(default=0, repr=False)
     _using: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -90,7 +91,9 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         views = make_views(datastore, lambda name: projection_sqlite_path(settings, name))
         keys = KeyStore(datastore, placeholder, settings.bootstrap_api_key)
         webhook_secrets = WebhookSecretStore(datastore, placeholder)
-        portal_secret = ServerSecretStore(datastore, placeholder).secret(PORTAL_LINKS)
+        server_secrets = ServerSecretStore(datastore, placeholder)
+        portal_secret = server_secrets.secret(PORTAL_LINKS)
+        dashboard_secret = server_secrets.secret(DASHBOARD_SESSIONS)
         live_cursor = TrackedCursor(
             datastore, "live_credits", projection_sqlite_path(settings, "live_credits"), ledger.name
         )
@@ -114,5 +117,15 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
     )
     portal = PortalLinks(portal_secret, timedelta(seconds=settings.portal_link_seconds))
     return Container(
-        settings, ledger, keys, webhook_secrets, live_cursor, views, projector, reads, portal, clock
+        settings,
+        ledger,
+        keys,
+        webhook_secrets,
+        live_cursor,
+        views,
+        projector,
+        reads,
+        portal,
+        dashboard_secret,
+        clock,
     )

@@ -121,6 +121,14 @@ class SubscriptionRowsSQL(TrackedSQL):
         params += [query.page_size, query.page_number * query.page_size]
         return [decode_subscription(row[0]) for row in self._fetch(statement, params)]
 
+    def count_subscriptions(self, query: SubscriptionQuery, now: datetime) -> int:
+        """How many of the business's subscriptions match the query's filters (no paging)."""
+        if query.status is not None and query.status not in STATUSES:
+            return 0
+        where, params = _filters(query, now)
+        statement = f"SELECT COUNT(*) FROM catalogue_subscriptions WHERE {' AND '.join(where)}"  # noqa: S608
+        return int(self._fetch(statement, params)[0][0])
+
     def subscriptions_of(self, business_id: str, customer_id: str) -> list[SubscriptionEntry]:
         rows = self._fetch(
             "SELECT business_id, subscription_id, customer_id, product_id, created_at "

@@ -17,6 +17,7 @@ from psycopg.sql import SQL
 
 from application.catalogue import CatalogueChanges
 from application.views import (
+    CatalogueCounts,
     CustomerQuery,
     CustomerView,
     EntitlementQuery,
@@ -271,6 +272,25 @@ class CatalogueSQL(SubscriptionRowsSQL):
             )
             for row in self._fetch(statement, params)
         ]
+
+    def counts(self, business_id: str) -> CatalogueCounts:
+        """How many customers, meters and products (not archived) the business has."""
+        customers, meters, products = (
+            int(self._fetch(statement, params)[0][0])
+            for statement, params in (
+                ("SELECT COUNT(*) FROM catalogue_customers WHERE business_id = ?", [business_id]),
+                (
+                    "SELECT COUNT(*) FROM catalogue_meters WHERE business_id = ? AND archived = ?",
+                    [business_id, False],
+                ),
+                (
+                    "SELECT COUNT(*) FROM catalogue_products "
+                    "WHERE business_id = ? AND archived = ?",
+                    [business_id, False],
+                ),
+            )
+        )
+        return CatalogueCounts(int(customers), int(meters), int(products))
 
     def list_meters(self, query: MeterQuery) -> list[MeterView]:
         statement = (

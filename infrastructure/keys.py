@@ -158,6 +158,24 @@ class KeyStore:
         self._touch(key_id, row["last_used_at"], at)
         return Principal(str(row["business_id"]), cast(Scope, row["scope"]), key_id)
 
+    def principal(self, key_id: str, now: datetime) -> Principal | None:
+        """Who the key ``key_id`` acts for at ``now`` (a dashboard session holds the id, never
+        the key); None once it is revoked, expired or unknown."""
+        if key_id == "bootstrap":
+            return None if self._bootstrap is None else Principal(DEFAULT_BUSINESS, "admin", key_id)
+        statement = (
+            "SELECT business_id, scope, revoked_at, expires_at FROM api_keys WHERE key_id = ?"
+        )
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(self._q(statement), (key_id,))
+            row = curs.fetchone()
+        if row is None or row["revoked_at"] is not None:
+            return None
+        expires_at = row["expires_at"]
+        if expires_at is not None and expires_at <= to_micros(now):
+            return None
+        return Principal(str(row["business_id"]), cast(Scope, row["scope"]), key_id)
+
     def _touch(self, key_id: str, stored: int | None, at: int) -> None:
         if not self._touched.due(key_id, stored, at):
             return

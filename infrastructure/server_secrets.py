@@ -1,4 +1,5 @@
-"""Secrets of the server itself (the portal links' signing key), in the ledger's database.
+"""Secrets of the server itself (the portal links' signing key, the dashboard sessions'
+key), in the ledger's database.
 
 Not events: the log travels (exports), secrets must not. Each is made once, by
 whichever process asks first: every process offers a fresh random value and the
@@ -18,6 +19,7 @@ CREATE = (
 )
 SECRET_BYTES = 32
 PORTAL_LINKS = "portal_links"
+DASHBOARD_SESSIONS = "dashboard_sessions"
 
 
 class ServerSecretStore:

@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_events: float = 100_000.0  # per key and process, ingested events a second; 0: none
     shutdown_seconds: float = 10.0  # on SIGTERM, how long requests in flight may take to finish
     portal_link_seconds: float = 3600.0  # how long a customer portal link opens its page
+    dashboard_session_seconds: float = 8 * 3600.0  # how long a dashboard sign-in lasts
 
     @property
     def is_postgres(self) -> bool:
@@ -141,6 +142,13 @@ def _operating_values(env: Mapping[str, str]) -> dict[str, object]:
         if lifetime < 1:  # a link dead on arrival helps nobody
             raise ConfigError("LEDGER_PORTAL_LINK_SECONDS must be at least 1 second")
         values["portal_link_seconds"] = lifetime
+    if raw := env.get("LEDGER_DASHBOARD_SESSION_SECONDS", "").strip():
+        lifetime = _seconds("LEDGER_DASHBOARD_SESSION_SECONDS", raw)
+        if not 60 <= lifetime <= 30 * 86400:
+            raise ConfigError(
+                "LEDGER_DASHBOARD_SESSION_SECONDS must be from 60 to 2592000 (30 days)"
+            )
+        values["dashboard_session_seconds"] = lifetime
     return values
 
 

@@ -58,6 +58,7 @@ def tables(position_type: str) -> tuple[str, ...]:
 
 
 NAMES = ("usage_events", "usage_voids")
+HOUR_MICROS = 3_600_000_000
 DROP = tuple(f"DROP TABLE IF EXISTS {name}" for name in NAMES)
 EVENTS: Table = (
     "usage_events",
@@ -169,6 +170,16 @@ class UsageLogSQL(TrackedSQL):
         )
         params += [limit, offset]
         return [usage_of(row) for row in self._fetch(statement, params)]
+
+    def events_per_hour(
+        self, business_id: str, start: datetime, end: datetime
+    ) -> dict[datetime, int]:
+        rows = self._fetch(
+            f"SELECT ts / {HOUR_MICROS} AS hour, COUNT(*) FROM usage_events "  # noqa: S608
+            "WHERE business_id = ? AND ts >= ? AND ts < ? GROUP BY 1",
+            [business_id, to_micros(start), to_micros(end)],
+        )
+        return {from_micros(int(hour) * HOUR_MICROS): int(count) for hour, count in rows}
 
     def stream_records(
         self,

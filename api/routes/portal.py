@@ -11,23 +11,18 @@ the page has no script, no inline style, nothing from another origin.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import structlog
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Request, Response, get
 from litestar.enums import MediaType
 from litestar.params import FromPath
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
-from litestar.static_files import create_static_files_router
-from litestar.template import TemplateConfig
 from litestar.template.base import TemplateEngineProtocol
 
-from api import portal_format
 from api.errors import RETRY_AFTER_SECONDS, internal_error
+from api.html import PUBLIC
 from api.middleware import loggable_path
 from api.routes.common import container_of
 from application.errors import UnavailableError
@@ -36,8 +31,6 @@ from application.portal_link import PortalLinkError, PortalLinkExpiredError
 from infrastructure.store import database_unavailable
 
 log = structlog.get_logger(__name__)
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-STATIC = Path(__file__).resolve().parent.parent / "static"
 PORTAL_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -47,34 +40,12 @@ PORTAL_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-PUBLIC = {"exclude_from_auth": True, "public": True}  # the key middleware and guard skip it
 
 
 class CustomerPortalSessionRead(msgspec.Struct):
     """The SDK's ``CustomerPortalSession``."""
 
     link: str
-
-
-def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    environment = Environment(
-        loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
-    )
-    environment.filters.update(
-        money=portal_format.money,
-        unit_price=portal_format.unit_price,
-        quantity=portal_format.quantity,
-        moment=portal_format.moment,
-        day=portal_format.day,
-        host=portal_format.host,
-    )
-    environment.globals["bar_chart"] = portal_format.bar_chart
-    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
-
-
-static_files = create_static_files_router(
-    path="/static", directories=[STATIC], opt=PUBLIC, include_in_schema=False
-)
 
 
 def refused(request: Request[Any, Any, Any], error: Exception) -> Response[str]:
