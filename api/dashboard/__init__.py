@@ -18,7 +18,19 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.response import Redirect
 
-from api.dashboard import overview
+from api.dashboard import (
+    alerts,
+    api_keys,
+    credits,
+    customers,
+    events,
+    invoices,
+    meters,
+    overview,
+    products,
+    subscriptions,
+    webhooks,
+)
 from api.dashboard.pages import ERROR_PAGES
 from api.dashboard.session import (
     HOME,
@@ -34,7 +46,19 @@ from api.dashboard.session import (
 from api.html import PUBLIC
 from infrastructure.bootstrap import Container
 
-SECTIONS = (overview,)
+SECTIONS = (
+    overview,
+    meters,
+    alerts,
+    products,
+    credits,
+    customers,
+    subscriptions,
+    invoices,
+    events,
+    api_keys,
+    webhooks,
+)
 
 
 @get("/", opt=PUBLIC, include_in_schema=False, sync_to_thread=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get
+from litestar.handlers import HTTPRouteHandler
 from litestar.response import Template
 
 from api.dashboard.pages import business, render
@@ -27,4 +28,4 @@ def overview_page(request: Request[Any, Any, Any]) -> Template:
     return render(request, "dashboard/overview.html", view=found)
 
 
-HANDLERS = (overview_page,)
+HANDLERS: tuple[HTTPRouteHandler, ...] = (overview_page,)

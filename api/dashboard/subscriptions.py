@@ -1,0 +1,7 @@
+"""The dashboard's subscriptions pages."""
+
+from __future__ import annotations
+
+from litestar.handlers import HTTPRouteHandler
+
+HANDLERS: tuple[HTTPRouteHandler, ...] = ()
