@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, ValidationException
@@ -80,7 +81,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
     runtime = Runtime(container)
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Without ``follow`` nothing runs here but, with several processes, the
         # metrics' pool sampler.
         container.acquire()
@@ -88,6 +89,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(app.state.open_cycles.stop)
             last = container.release()  # two apps on one container: the last one closes it
             runtime.stop(projector=last)
             if last:

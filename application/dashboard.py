@@ -160,19 +160,29 @@ class OpenCycleTotals:
         self._clock = clock
         self._max_age = max_age
         self._known: dict[str, OpenCyclesTotal] = {}
-        self._running: set[str] = set()
+        self._running: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+        self._stopped = False
 
     def get(self, business_id: str, now: datetime) -> OpenCyclesTotal | None:
         with self._lock:
             known = self._known.get(business_id)
             stale = known is None or now - known.computed_at >= self._max_age
-            if stale and business_id not in self._running:
-                self._running.add(business_id)
-                threading.Thread(
+            if stale and business_id not in self._running and not self._stopped:
+                thread = threading.Thread(
                     target=self._refresh, args=(business_id,), daemon=True, name="open-cycles"
-                ).start()
+                )
+                self._running[business_id] = thread
+                thread.start()
         return known
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """No more refreshes; wait for those under way (before the store is closed)."""
+        with self._lock:
+            self._stopped = True
+            running = list(self._running.values())
+        for thread in running:
+            thread.join(timeout)
 
     def refresh_now(self, business_id: str) -> OpenCyclesTotal:
         """Compute it here and keep it (a test, or a caller that can wait)."""
@@ -188,4 +198,4 @@ class OpenCycleTotals:
             log.warning("open_cycles_total_failed", business_id=business_id, error=str(error))
         finally:
             with self._lock:
-                self._running.discard(business_id)
+                self._running.pop(business_id, None)

@@ -43,6 +43,7 @@ def run_demo(host: str, port: int, *, keep_serving: bool = True) -> int:
         _script(http, settings)
     if keep_serving and os.environ.get("LEDGER_DEMO_EXIT") != "1":
         _say(f"\nThe service keeps running at {base} (key: {key}). Ctrl-C stops it.")
+        _say(f"The dashboard: {base}/dashboard (sign in with that key).")
         with contextlib.suppress(KeyboardInterrupt):
             thread.join()
     server.should_exit = True
@@ -64,6 +65,7 @@ def _wait_healthy(http: httpx.Client) -> None:
 
 def _script(http: httpx.Client, settings: Settings) -> None:
     _say(f"ledger is serving on {http.base_url} with {settings.database_url}")
+    _say(f"the dashboard is at {http.base_url}/dashboard (sign in with the API key)")
     customer = _call(http, "POST", "/customers", {"email": "ada@example.com", "name": "Ada"})
     cid = customer["customer_id"]
     _say(f"created customer {cid}")

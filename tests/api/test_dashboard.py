@@ -10,6 +10,7 @@ from litestar.testing import TestClient
 from api.app import create_app
 from tests.api.dashboard_helpers import api_client, csrf_token, dashboard, sign_in, submit
 from tests.api.helpers import bearer, make_customer
+from tests.api.test_billing_api import meter, product, send, subscribe
 from tests.conftest import BOOTSTRAP_KEY
 
 __all__ = ["api_client", "dashboard"]
@@ -161,3 +162,21 @@ def test_the_overview_counts_todays_events_per_hour(
     assert page.status_code == 200
     assert '<div class="value" id="events-today">7</div>' in page.text
     assert "<rect" in page.text  # the hourly chart
+
+
+def test_the_overview_shows_the_open_cycles_billed_so_far(
+    dashboard: TestClient,  # type: ignore[type-arg]
+    api_client: TestClient,  # type: ignore[type-arg]
+    clock: Any,
+) -> None:
+    customer = make_customer(api_client)
+    plan = product(api_client, [(meter(api_client, "api.call", {"type": "count"}), "2", 1000)])
+    start = (clock.now - timedelta(minutes=30)).isoformat()
+    assert subscribe(api_client, customer, plan, start_date=start).status_code == 200
+    send(api_client, clock, customer, "api.call", 2500)
+    first = dashboard.get("/dashboard")
+    assert "being added up for the first time" in first.text  # the page did not wait
+    dashboard.app.state.open_cycles.stop()  # the refresh the page started has finished
+    page = dashboard.get("/dashboard")
+    assert "$30.00" in page.text  # 2,500 calls - 1,000 free = 1,500 x $0.02
+    assert "1 open cycle ·" in page.text
