@@ -144,25 +144,35 @@ def verify_invoices(
         if since is not None and record.cycle_end < since:
             continue
         checked += 1
-        subject = f"invoice {record.invoice_id} ({record.business_id}, cycle {record.cycle_index})"
-        again = recompute(ledger, reads, record)
-        if again.canonical_bytes().decode("ascii") != record.document:
-            mismatches.append(Mismatch("invoice", subject, _difference(record.document, again)))
-        elif again.sha256 != record.sha256:
-            mismatches.append(Mismatch("invoice", subject, "the recorded SHA-256 is wrong"))
-        sealed = reads.seal.chain_at(record.cut)
-        if sealed != record.log_digest:
-            mismatches.append(
-                Mismatch(
-                    "invoice",
-                    subject,
-                    f"the log up to its cut {record.cut} is not the log it was folded from "
-                    f"(seal chain {sealed[:12]}..., recorded {record.log_digest[:12]}...)",
-                )
-            )
+        mismatches += check_invoice(ledger, reads, record)[1]
         if progress is not None:
             progress("invoices", checked)
     return checked, mismatches
+
+
+def check_invoice(
+    ledger: Ledger, reads: Reads, record: InvoiceRecord
+) -> tuple[Invoice, list[Mismatch]]:
+    """One finalized invoice folded again at its cut, and what differs: its bytes, its
+    SHA-256, the seal chain at its cut (the dashboard's re-fold button runs this too)."""
+    mismatches: list[Mismatch] = []
+    subject = f"invoice {record.invoice_id} ({record.business_id}, cycle {record.cycle_index})"
+    again = recompute(ledger, reads, record)
+    if again.canonical_bytes().decode("ascii") != record.document:
+        mismatches.append(Mismatch("invoice", subject, _difference(record.document, again)))
+    elif again.sha256 != record.sha256:
+        mismatches.append(Mismatch("invoice", subject, "the recorded SHA-256 is wrong"))
+    sealed = reads.seal.chain_at(record.cut)
+    if sealed != record.log_digest:
+        mismatches.append(
+            Mismatch(
+                "invoice",
+                subject,
+                f"the log up to its cut {record.cut} is not the log it was folded from "
+                f"(seal chain {sealed[:12]}..., recorded {record.log_digest[:12]}...)",
+            )
+        )
+    return again, mismatches
 
 
 def _log(ledger: Ledger) -> Iterator[Notification]:

@@ -97,6 +97,7 @@ class PortalCredit:
     balance: Decimal
     overage: Decimal
     entries: tuple[PortalEntry, ...]
+    entitlement_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,30 +150,33 @@ def customer_portal(
     )
     listed = list_subscriptions(reads, query, now)
     subscriptions = tuple(
-        _subscription(ledger, reads, claims, s.subscription.subscription_id, s.product.name, now)
+        open_cycle(ledger, reads, customer, s.subscription.subscription_id, s.product.name, now)
         for s in listed
     )
     finalized = listings.invoices(
         reads, InvoiceQuery(business_id, customer_id=customer_id, page_size=MAX_INVOICES)
     )
     documents = [(json.loads(view.document), view.finalized_at) for view in finalized]
-    meters = _meters(reads, business_id, documents)
-    invoices = tuple(_invoice(document, meters, at) for document, at in documents)
-    return PortalPage(customer, claims, now, subscriptions, _credits(reads, claims), invoices)
+    meters = meters_of(reads, business_id, documents)
+    invoices = tuple(invoice_of(document, meters, at) for document, at in documents)
+    credits = credit_balances(reads, business_id, customer_id)
+    return PortalPage(customer, claims, now, subscriptions, credits, invoices)
 
 
-def _subscription(
+def open_cycle(
     ledger: Ledger,
     reads: Reads,
-    claims: PortalClaims,
+    customer: CustomerView,
     subscription_id: str,
     product_name: str,
     now: datetime,
 ) -> PortalSubscription:
-    business_id = claims.business_id
+    """The customer's open cycle of the subscription: usage per meter and per day, and its
+    invoice so far (``billing.invoice_preview``); the dashboard's customer page shows it too."""
+    business_id = customer.business_id
     _, invoice = invoice_preview(ledger, reads, business_id, subscription_id, now=now)
     document = json.loads(invoice.canonical_bytes())
-    meters = _meters(reads, business_id, [(document, None)])
+    meters = meters_of(reads, business_id, [(document, None)])
     usage = []
     for line in invoice.lines:
         report = usage_report(
@@ -180,7 +184,7 @@ def _subscription(
             business_id=business_id,
             meter_id=line.meter_id,
             spec=ledger.meter_spec(business_id, line.meter_id),
-            customer_id=claims.customer_id,
+            customer_id=customer.customer_id,
             start=invoice.cycle_start,
             end=invoice.cycle_end,
             window=Window.DAY,
@@ -189,18 +193,18 @@ def _subscription(
         name, unit = (meter.name, meter.measurement_unit) if meter else (line.meter_id, "")
         usage.append(PortalMeterUsage(line.meter_id, name, unit, report.total, report.windows))
     return PortalSubscription(
-        subscription_id, product_name, tuple(usage), _invoice(document, meters, None)
+        subscription_id, product_name, tuple(usage), invoice_of(document, meters, None)
     )
 
 
-def _meters(
+def meters_of(
     reads: Reads, business_id: str, documents: Sequence[tuple[dict[str, Any], datetime | None]]
 ) -> dict[str, MeterView]:
     ids = {line["meter_id"] for document, _ in documents for line in document["lines"]}
     return reads.catalogue.meters_by_id(business_id, ids)
 
 
-def _invoice(
+def invoice_of(
     document: dict[str, Any], meters: dict[str, MeterView], finalized_at: datetime | None
 ) -> PortalInvoice:
     """An invoice from its canonical document (``domain.invoice``), the meters named."""
@@ -231,11 +235,14 @@ def _invoice(
     )
 
 
-def _credits(reads: Reads, claims: PortalClaims) -> tuple[PortalCredit, ...]:
-    business_id, customer_id = claims.business_id, claims.customer_id
+def credit_balances(
+    reads: Reads, business_id: str, customer_id: str, limit: int = MAX_ENTRIES
+) -> tuple[PortalCredit, ...]:
+    """The customer's balance under each entitlement and its latest ``limit`` ledger
+    entries, newest first."""
     found = []
     for credit in customer_credits(reads, business_id, customer_id):
-        query = LedgerQuery(business_id, credit.entitlement_id, customer_id, page_size=MAX_ENTRIES)
+        query = LedgerQuery(business_id, credit.entitlement_id, customer_id, page_size=limit)
         entries = tuple(
             PortalEntry(
                 created_at=datetime.fromisoformat(row["created_at"]),
@@ -249,7 +256,12 @@ def _credits(reads: Reads, claims: PortalClaims) -> tuple[PortalCredit, ...]:
         )
         found.append(
             PortalCredit(
-                credit.name, credit.unit, Decimal(credit.balance), Decimal(credit.overage), entries
+                credit.name,
+                credit.unit,
+                Decimal(credit.balance),
+                Decimal(credit.overage),
+                entries,
+                credit.entitlement_id,
             )
         )
     return tuple(found)

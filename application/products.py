@@ -10,7 +10,8 @@ from datetime import datetime
 
 from application.catalogue import product_view
 from application.ledger import Ledger
-from application.views import ProductView
+from application.reads import CATALOGUE, Reads
+from application.views import ProductView, SubscriptionQuery
 
 
 def archive_product(
@@ -29,3 +30,11 @@ def unarchive_product(
         lambda: ledger.load_product(business_id, product_id), lambda p: p.unarchive(now), "product"
     )
     return product_view(product)
+
+
+def product_subscriptions(reads: Reads, business_id: str, product_id: str, now: datetime) -> int:
+    """How many subscriptions the product has (any status), from the catalogue."""
+    reads.fresh(CATALOGUE)
+    return reads.catalogue.count_subscriptions(
+        SubscriptionQuery(business_id, product_id=product_id), now
+    )
