@@ -35,6 +35,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         host=portal_format.host,
     )
     environment.globals["bar_chart"] = portal_format.bar_chart
+    environment.filters["plural"] = portal_format.plural
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 

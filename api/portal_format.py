@@ -54,6 +54,11 @@ def quantity(value: Decimal | int) -> str:
     return f"{normal:,f}"
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 | plural("product")`` is ``1 product``, ``2,000 products``."""
+    return f"{quantity(count)} {word if count == 1 else (words or word + 's')}"
+
+
 def host(url: str) -> str:
     """The host a return link leads to, as the link's text: ``app.example.com``."""
     return urlsplit(url).hostname or url
