@@ -19,8 +19,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from infrastructure.runtime import tick
 from tests.api.helpers import make_customer
-from tests.api.test_billing_api import send
+from tests.api.test_billing_api import meter, product, send, subscribe
 from tests.browser.conftest import WatchedPage
 from tests.conftest import BOOTSTRAP_KEY, LiveServer, start_live_server
 
@@ -162,4 +163,138 @@ def test_a_dashboard_form_refuses_bad_input_with_a_message(
     page.get_by_role("button", name="Create meter").click()  # a sum needs its key
     expect(page.locator(".field-error").first).to_be_visible()
     assert page.locator(".field-error").first.inner_text().strip() != ""
+    assert [e for e in watched.errors if "422" not in e] == []
+
+
+def test_every_page_renders_without_a_console_error(
+    container: Any, clock: Any, live: LiveServer, watched: WatchedPage
+) -> None:
+    page, base = watched.page, live.base_url
+    with api(live) as client:
+        ada = make_customer(client, email="ada@example.com", name="Ada Lovelace")
+        calls = meter(client, "api.call", {"type": "count"})
+        plan = product(client, [(calls, "2", 1000)])
+        start = (clock.now - timedelta(minutes=30)).isoformat()
+        subscription = subscribe(client, ada, plan, start_date=start).json()["subscription_id"]
+        send(client, clock, ada, "api.call", 1200)
+        entitlement = client.post(
+            "/credit-entitlements",
+            json={
+                "name": "API credits",
+                "unit": "calls",
+                "precision": 0,
+                "overage_enabled": False,
+                "rollover_enabled": False,
+            },
+        ).json()["id"]
+        hook = client.post("/webhooks", json={"url": "http://127.0.0.1:1/hook"}).json()["id"]
+        alert = client.post(
+            "/alerts", json={"meter_id": calls, "threshold": "100", "period": "day"}
+        )
+        assert alert.status_code in (200, 201), alert.text
+        clock.advance(timedelta(days=32))  # the cycle ends and is invoiced
+        tick(container, catch_up=True)
+        invoices = client.get("/invoices", params={"subscription_id": subscription}).json()
+        invoice = invoices["items"][0]["invoice_id"]
+        event_id = client.get("/events", params={"customer_id": ada}).json()["items"][0]["event_id"]
+    sign_in(page, base)
+    paths = [
+        "/dashboard",
+        "/dashboard/meters",
+        f"/dashboard/meters/{calls}",
+        f"/dashboard/meters/{calls}?window=day",
+        f"/dashboard/meters/{calls}?window=month",
+        f"/dashboard/meters/{calls}/edit",
+        "/dashboard/meters/new",
+        "/dashboard/products",
+        f"/dashboard/products/{plan}",
+        f"/dashboard/products/{plan}/edit",
+        "/dashboard/products/new",
+        "/dashboard/customers",
+        f"/dashboard/customers/{ada}",
+        f"/dashboard/customers/{ada}/edit",
+        "/dashboard/customers/new",
+        "/dashboard/subscriptions",
+        f"/dashboard/subscriptions/{subscription}",
+        "/dashboard/subscriptions/new",
+        "/dashboard/invoices",
+        f"/dashboard/invoices/{invoice}",
+        f"/dashboard/invoices/{invoice}/explain",
+        "/dashboard/events",
+        f"/dashboard/events/{event_id}/void",
+        "/dashboard/credits",
+        f"/dashboard/credits/{entitlement}",
+        "/dashboard/credits/new",
+        "/dashboard/alerts",
+        "/dashboard/alerts/new",
+        "/dashboard/webhooks",
+        f"/dashboard/webhooks/{hook}",
+        "/dashboard/webhooks/new",
+        "/dashboard/api-keys",
+        "/dashboard/api-keys/audit",
+    ]
+    for path in paths:
+        answer = page.goto(base + path)
+        assert answer is not None
+        assert answer.status == 200, path
+        assert page.locator("h1").count() == 1, path
+        assert page.locator(".side nav a.active").count() == 1, path
+    page.goto(f"{base}/dashboard/invoices/{invoice}")
+    page.get_by_role("button", name=re.compile("Re-fold")).click()
+    expect(page.locator(".match")).to_contain_text("The hash matches")
+    assert watched.errors == []
+
+
+def test_csrf_and_another_business_are_refused_in_the_browser(
+    container: Any, clock: Any, live: LiveServer, watched: WatchedPage
+) -> None:
+    page, base = watched.page, live.base_url
+    with api(live) as client:
+        ada = make_customer(client, email="ada@example.com", name="Ada Lovelace")
+    other_key = container.keys.create("acme", "admin", clock.now)
+    page.goto(f"{base}/dashboard/sign-in")
+    page.get_by_label("API key").fill(other_key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    answer = page.goto(f"{base}/dashboard/customers/{ada}")  # the default business's
+    assert answer is not None
+    assert answer.status == 404
+    expect(page.locator("body")).not_to_contain_text("Ada")
+    page.goto(f"{base}/dashboard/customers/new")
+    page.get_by_label("Name", exact=True).fill("Mallory")
+    page.get_by_label("Email").fill("mallory@example.com")
+    page.locator("main input[name=_csrf_token]").evaluate("field => { field.value = 'forged'; }")
+    page.get_by_role("button", name="Create customer").click()
+    expect(page.get_by_role("heading", name="Form refused")).to_be_visible()
+    forged = page.request.post(
+        f"{base}/dashboard/customers/new", form={"name": "Eve", "email": "eve@example.com"}
+    )
+    assert forged.status == 403  # the session cookie alone is not enough
+    with api(live) as client:
+        names = [c["name"] for c in client.get("/customers").json()["items"]]
+    assert names == ["Ada Lovelace"]  # nothing was written for the refused forms
+    assert [e for e in watched.errors if "403" not in e and "404" not in e] == []
+
+
+def test_forms_refuse_bad_input_next_to_the_field(
+    container: Any, live: LiveServer, watched: WatchedPage
+) -> None:
+    page, base = watched.page, live.base_url
+    sign_in(page, base)
+    cases = [
+        ("/dashboard/customers/new", {"Name": "Ada", "Email": "not-an-email"}, "Create customer"),
+        ("/dashboard/webhooks/new", {"URL": "ftp://example.com/hook"}, "Create endpoint"),
+        ("/dashboard/products/new", {"Name": ""}, "Create product"),
+        ("/dashboard/alerts/new", {"Threshold": "-5"}, "Create alert"),
+    ]
+    for path, fields, button in cases:
+        page.goto(base + path)
+        for label, value in fields.items():
+            page.get_by_label(label, exact=True).fill(value)
+        with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            page.get_by_role("button", name=button).click()
+        assert posted.value.status == 422, path
+        message = page.locator(".field-error, .error-box").first
+        expect(message).to_be_visible()
+        assert message.inner_text().strip(), path
     assert [e for e in watched.errors if "422" not in e] == []
