@@ -28,7 +28,7 @@ from application.ledger import Ledger
 from application.portal_link import PortalClaims, PortalLinks, check_return_url
 from application.reads import CATALOGUE, CREDITS, USAGE, USAGE_LOG, Reads
 from application.subscription_reads import list_subscriptions
-from application.usage_report import UsageWindow, Window, usage_report
+from application.usage_report import UsageWindow, Window, usage_reports
 from application.views import CustomerView, InvoiceQuery, MeterView, SubscriptionQuery
 
 MAX_SUBSCRIPTIONS = 20  # active subscriptions shown, newest first
@@ -177,18 +177,19 @@ def open_cycle(
     _, invoice = invoice_preview(ledger, reads, business_id, subscription_id, now=now)
     document = json.loads(invoice.canonical_bytes())
     meters = meters_of(reads, business_id, [(document, None)])
+    specs = {line.meter_id: ledger.meter_spec(business_id, line.meter_id) for line in invoice.lines}
+    reports = usage_reports(
+        reads.measure,
+        business_id=business_id,
+        specs=specs,
+        customer_id=customer.customer_id,
+        start=invoice.cycle_start,
+        end=invoice.cycle_end,
+        window=Window.DAY,
+    )
     usage = []
     for line in invoice.lines:
-        report = usage_report(
-            reads.measure,
-            business_id=business_id,
-            meter_id=line.meter_id,
-            spec=ledger.meter_spec(business_id, line.meter_id),
-            customer_id=customer.customer_id,
-            start=invoice.cycle_start,
-            end=invoice.cycle_end,
-            window=Window.DAY,
-        )
+        report = reports[line.meter_id]
         meter = meters.get(line.meter_id)
         name, unit = (meter.name, meter.measurement_unit) if meter else (line.meter_id, "")
         usage.append(PortalMeterUsage(line.meter_id, name, unit, report.total, report.windows))
