@@ -16,7 +16,16 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from api.dashboard.pages import PAGE_SIZE, business, flash, page_number, pager, principal_of, render
+from api.dashboard.pages import (
+    PAGE_SIZE,
+    business,
+    digits,
+    flash,
+    page_number,
+    pager,
+    principal_of,
+    render,
+)
 from api.dashboard.session import FormBody
 from api.routes.common import container_of
 from application.errors import InvalidRequestError
@@ -185,15 +194,15 @@ def rotate_confirmation(request: Request[Any, Any, Any], key_id: FromPath[str]) 
 @post("/api-keys/{key_id:str}/rotate", sync_to_thread=True)
 def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str], data: FormBody) -> Template:
     container = container_of(request)
-    raw = data.get("grace_seconds", "")
-    if not raw.isdigit():
+    grace = digits(data.get("grace_seconds", ""), 12)
+    if grace is None:
         errors = {"grace_seconds": "Choose how long the old key keeps working."}
         return _key_page(request, key_id, action="rotate", errors=errors, status_code=422)
     try:
         new, _ = container.keys.rotate(
             business(request),
             key_id,
-            timedelta(seconds=int(raw)),
+            timedelta(seconds=grace),
             principal_of(request).key_id,
             container.clock(),
         )

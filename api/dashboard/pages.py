@@ -159,10 +159,19 @@ class Pager:
         return self.number * self.size + 1
 
 
+def digits(raw: str, most: int = 9) -> int | None:
+    """``raw`` as a whole number when it is 1 to ``most`` ASCII digits; else None
+    (``"²".isdigit()`` is true, but ``int("²")`` fails; a huge number is refused too)."""
+    text = raw.strip()
+    if not text or len(text) > most or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def page_number(request: Request[Any, Any, Any]) -> int:
     """The ``page`` query parameter, 0-based; anything unreadable is the first page."""
-    raw = request.query_params.get("page", "0")
-    return min(int(raw), 100_000) if raw.isdigit() else 0
+    found = digits(request.query_params.get("page", "0"), 6)
+    return 0 if found is None else min(found, 100_000)
 
 
 def pager(request: Request[Any, Any, Any], shown: int, size: int = PAGE_SIZE) -> Pager:

@@ -126,7 +126,9 @@ class SignInRequiredError(Exception):
         self.reason = reason
 
 
-def signed_in(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def signed_in(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """The guard of every dashboard page but sign-in: a session whose key still works."""
     if handler.opt.get(ANONYMOUS):
         return
@@ -137,7 +139,7 @@ def signed_in(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
     now = container.clock()
     if float(session.get("until", 0)) <= now.timestamp():
         raise SignInRequiredError("ended")
-    principal = container.keys.principal(str(session["key"]), now)
+    principal = await anyio.to_thread.run_sync(container.keys.principal, str(session["key"]), now)
     if (
         principal is None
         or principal.business_id != session.get("business")

@@ -13,7 +13,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from api.dashboard.customers import error_field
-from api.dashboard.pages import PAGE_SIZE, business, flash, page_number, pager, render
+from api.dashboard.pages import PAGE_SIZE, business, digits, flash, page_number, pager, render
 from api.dashboard.session import FormBody
 from api.routes.common import container_of
 from application import listings
@@ -124,13 +124,13 @@ def _check(values: Mapping[str, str]) -> dict[str, str]:
         errors["customer_id"] = "Choose the customer to subscribe."
     if not values["product_id"]:
         errors["product_id"] = "Choose the product to subscribe to."
-    if not values["quantity"].isdigit():
+    if not digits(values["quantity"]):
         errors["quantity"] = "Enter a whole number of at least 1."
     if not values["country"]:
         errors["country"] = "Enter the billing country (a two-letter code such as US)."
     try:
         start_of(values["start_date"])
-    except ValueError:
+    except (ValueError, OverflowError):
         errors["start_date"] = "Enter a date and time such as 2026-12-01T00:00 (UTC)."
     return errors
 
@@ -150,7 +150,7 @@ def create_subscription_form(
                 business(request),
                 customer_id=values["customer_id"],
                 product_id=values["product_id"],
-                quantity=int(values["quantity"]),
+                quantity=digits(values["quantity"]) or 1,
                 billing={"country": values["country"].upper()},
                 metadata=None,
                 payment={},

@@ -20,7 +20,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from api.dashboard.pages import PAGE_SIZE, business, flash, render
+from api.dashboard.pages import PAGE_SIZE, business, digits, flash, render
 from api.routes.common import container_of
 from api.routes.webhooks import after_cursor, cursor_of
 from application import listings, webhooks
@@ -58,12 +58,13 @@ def parse_headers(text: str) -> dict[str, str]:
 def endpoint_fields(form: FormMultiDict) -> dict[str, Any]:
     """The fields of ``POST /webhooks`` (and ``PATCH``) from the form's values."""
     raw_limit = str(form.get("rate_limit", "")).strip()
+    limit = digits(raw_limit, 12)
     return {
         "url": str(form.get("url", "")).strip(),
         "description": str(form.get("description", "")),
         "filter_types": [str(t) for t in form.getall("filter_types", [])],
         # digits are a number; anything else goes as it is, for the domain's own message
-        "rate_limit": int(raw_limit) if raw_limit.isdigit() else (raw_limit or None),
+        "rate_limit": limit if limit is not None else (raw_limit or None),
     }
 
 
