@@ -47,11 +47,12 @@ def unit_price(minor: Decimal, currency: str) -> str:
 
 
 def quantity(value: Decimal | int) -> str:
-    """Exact, grouped by thousands, no exponent: ``2,500``, ``1.25``, ``0``."""
-    normal = Decimal(value).normalize()
-    if normal == normal.to_integral_value():
-        return f"{normal.quantize(Decimal(1)):,}"
-    return f"{normal:,f}"
+    """Exact, grouped by thousands, no exponent: ``2,500``, ``1.25``, ``0``; every digit
+    of any size (formatting, not arithmetic: no 28-digit context rounds or fails)."""
+    text = f"{Decimal(value):,f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in {"-0", ""} else text
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -103,12 +104,13 @@ def window_label(start: datetime, per: str) -> str:
 
 def bar_chart(days: Sequence[UsageWindow], unit: str, now: datetime, per: str = "day") -> Chart:
     """One bar per window (a UTC ``hour``, ``day`` or ``month``), heights scaled to the
-    busiest (a window of zero draws none); windows not begun at ``now`` are faint."""
+    busiest (a window of zero or less, a sum of refunds, draws none: its title says its
+    value); windows not begun at ``now`` are faint."""
     peak = max((window.value for window in days), default=Decimal(0))
     slot = CHART_WIDTH / max(len(days), 1)
     bars = []
     for index, window in enumerate(days):
-        share = float(window.value / peak) if peak > 0 else 0.0
+        share = min(max(float(window.value / peak), 0.0), 1.0) if peak > 0 else 0.0
         label = window_label(window.start, per)
         height = round(share * CHART_HEIGHT, 2)
         bars.append(

@@ -174,10 +174,34 @@ def add_headers(
 ) -> None:
     """Add or replace custom headers (the others stay)."""
     load_endpoint(ledger, business_id, endpoint_id)
+    store.set_headers(business_id, endpoint_id, _merged(store, business_id, endpoint_id, headers))
+
+
+def edit_endpoint(
+    ledger: Ledger,
+    store: EndpointSecrets,
+    business_id: str,
+    endpoint_id: str,
+    changes: Mapping[str, object],
+    headers: object,
+    now: datetime,
+) -> None:
+    """Change the endpoint's fields and add or replace custom headers, all checked before
+    anything is written: refused headers leave the fields unchanged too."""
+    load_endpoint(ledger, business_id, endpoint_id)
+    merged = _merged(store, business_id, endpoint_id, headers) if headers else None
+    update_endpoint(ledger, business_id, endpoint_id, changes, now)
+    if merged is not None:
+        store.set_headers(business_id, endpoint_id, merged)
+
+
+def _merged(
+    store: EndpointSecrets, business_id: str, endpoint_id: str, headers: object
+) -> dict[str, str]:
     merged = {**store.headers(business_id, endpoint_id), **check_headers(headers)}
     if len(merged) > MAX_HEADERS:
         raise InvalidWebhookError(f"headers: at most {MAX_HEADERS} custom headers")
-    store.set_headers(business_id, endpoint_id, merged)
+    return merged
 
 
 def check_headers(headers: object) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from litestar import Request, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from api.dashboard.pages import PAGE_SIZE, business, flash, page_number, pager, render
@@ -30,7 +30,6 @@ from domain.metadata import MetadataValue
 from domain.usage import parse_timestamp
 
 EVENTS = "/dashboard/events"
-_VOID = "/void"
 VOIDED = {"all": None, "not": False, "only": True}  # the filter's choices, as EventQuery wants
 FILTERS = ("customer_id", "event_name", "start", "end", "voided")
 
@@ -119,12 +118,12 @@ def events_page(request: Request[Any, Any, Any]) -> Template:
     )
 
 
-def _void_target(path: str) -> str:
-    """The event id of ``/events/{event_id}/void``; any other path here is no page."""
-    path = path.removeprefix("/")
-    if not path.endswith(_VOID) or path == _VOID.removeprefix("/"):
-        raise NotFoundError("There is no such page.")
-    return path.removesuffix(_VOID)
+def _void_target(event_id: str | None) -> str:
+    """The event a void page is about: its id travels as a query or form value, never in
+    the path (an id may hold ``/``, ``..`` or ``%41``, which a path would change)."""
+    if not event_id:
+        raise NotFoundError("There is no such event.")
+    return event_id
 
 
 def _void_page(
@@ -146,19 +145,19 @@ def _void_page(
     )
 
 
-@get("/events/{event_id:path}", sync_to_thread=True)
-def void_confirmation(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
+@get("/events/void", sync_to_thread=True)
+def void_confirmation(
+    request: Request[Any, Any, Any], event_id: FromQuery[str | None] = None
+) -> Template:
     container = container_of(request)
     found = container.ledger.usage_event(business(request), _void_target(event_id))
     return _void_page(request, found)
 
 
-@post("/events/{event_id:path}", sync_to_thread=True)
-def void_event(
-    request: Request[Any, Any, Any], event_id: FromPath[str], data: FormBody
-) -> Template | Redirect:
+@post("/events/void", sync_to_thread=True)
+def void_event(request: Request[Any, Any, Any], data: FormBody) -> Template | Redirect:
     container = container_of(request)
-    target, reason = _void_target(event_id), data.get("reason", "").strip()
+    target, reason = _void_target(data.get("event_id")), data.get("reason", "").strip()
     found = container.ledger.usage_event(business(request), target)
     if found.voided:
         flash(request, already_voided(found))

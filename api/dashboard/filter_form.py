@@ -40,8 +40,9 @@ KINDS = ("auto", "text", "number", "boolean")
 OPERATORS = tuple(op.value for op in Operator)
 ROOT = (0,)
 _FIELD = re.compile(r"filter\.((?:\d{1,3}\.){1,12})(conjunction|key|operator|value|kind)")
-_INTEGER = re.compile(r"-?\d{1,40}")
-_DECIMAL = re.compile(r"-?\d{1,40}(\.\d{1,40})?([eE][-+]?\d{1,2})?")
+# wide enough to read back every number ``from_wire`` writes (the domain checks the range)
+_INTEGER = re.compile(r"-?\d{1,120}")
+_DECIMAL = re.compile(r"-?\d{1,120}(\.\d{1,120})?([eE][-+]?\d{1,3})?")
 Path = tuple[int, ...]
 
 
@@ -152,6 +153,10 @@ def apply(root: GroupForm, action: str) -> GroupForm:
     if not re.fullmatch(r"0(\.\d{1,3}){0,12}", where):
         raise FilterFormError(f"unknown builder action {action[:60]!r}")
     path = tuple(int(part) for part in where.split("."))
+    if verb in {"add-condition", "add-group"} and _size(root) >= MAX_NODES:
+        raise FilterFormError(
+            f"a filter holds at most {MAX_NODES} conditions and groups", name(path)
+        )
     if verb == "add-condition":
         return _change(root, path, lambda g: replace(g, clauses=(*g.clauses, ConditionForm())))
     if verb == "add-group":
@@ -163,6 +168,11 @@ def apply(root: GroupForm, action: str) -> GroupForm:
             return GroupForm(root.conjunction)
         return _change(root, path[:-1], lambda g: _without(g, path[-1]))
     raise FilterFormError(f"unknown builder action {action[:60]!r}")
+
+
+def _size(group: GroupForm) -> int:
+    """How many conditions and groups the tree holds, itself included."""
+    return 1 + sum(_size(c) if isinstance(c, GroupForm) else 1 for c in group.clauses)
 
 
 def _depth_message() -> str:
@@ -236,7 +246,7 @@ def _group_wire(
 
 def _condition_wire(condition: ConditionForm, field: str) -> dict[str, Any]:
     return {
-        "key": condition.key.strip(),
+        "key": condition.key,  # as typed: " region " is a key of its own to the API
         "operator": condition.operator,
         "value": _value(condition, f"{field}.value"),
     }

@@ -244,7 +244,7 @@ def _range(
             continue
         try:
             moment = _moment(raw)
-        except ValueError:
+        except (ValueError, OverflowError):  # year 1 at +01:00 is before year 1 in UTC
             errors[field] = f"{raw[:40]!r} is not a date (2026-11-25) or a time (2026-11-25T12:00)"
             continue
         begin, finish = (moment, finish) if field == "start" else (begin, moment)

@@ -226,11 +226,15 @@ async def edit_webhook(
     def change() -> None:
         headers = parse_headers(str(form.get("headers", "")))  # all checked before any write
         changes = {**endpoint_fields(form), "disabled": form.get("disabled") == "on"}
-        webhooks.update_endpoint(container.ledger, owner, webhook_id, changes, container.clock())
-        if headers:
-            webhooks.add_headers(
-                container.ledger, container.webhook_secrets, owner, webhook_id, headers
-            )
+        webhooks.edit_endpoint(
+            container.ledger,
+            container.webhook_secrets,
+            owner,
+            webhook_id,
+            changes,
+            headers,
+            container.clock(),
+        )
 
     try:
         await anyio.to_thread.run_sync(change)

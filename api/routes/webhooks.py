@@ -103,8 +103,10 @@ def after_cursor(iterator: str | None) -> tuple[datetime, str] | None:
         return None
     try:
         micros, _, endpoint_id = base64.urlsafe_b64decode(iterator.encode()).decode().partition(":")
+        if "\x00" in endpoint_id or len(micros) > 20:
+            raise ValueError(iterator)
         return from_micros(int(micros)), endpoint_id
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, OverflowError):  # a huge time is past year 9999
         raise InvalidParameterError("iterator: not one this API returned") from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -49,7 +50,7 @@ def test_the_events_page_lists_the_events_newest_first(
     assert "<code>region=eu</code>" in page.text
     assert "25 Nov 2026, 11:10 UTC" in page.text
     assert 'class="filters"' in page.text
-    assert 'href="/dashboard/events/a1/void"' in page.text
+    assert 'href="/dashboard/events/void?event_id=a1"' in page.text
 
 
 @pytest.mark.parametrize(
@@ -121,16 +122,26 @@ def test_a_start_that_is_not_a_date_is_refused_next_to_the_filter(
 def test_voiding_asks_first_then_needs_a_reason_then_voids(
     dashboard: Client, api_client: Client, customers: tuple[str, str]
 ) -> None:
-    confirm = dashboard.get("/dashboard/events/a1/void")
+    confirm = dashboard.get("/dashboard/events/void?event_id=a1")
     assert confirm.status_code == 200, confirm.text
     assert "adjustment on the next invoice" in confirm.text
     assert '<label for="reason">Reason</label>' in confirm.text
     assert "Void event</button>" in confirm.text
-    refused = submit(dashboard, "/dashboard/events/a1/void", {"reason": "  "})
+    refused = submit(
+        dashboard,
+        "/dashboard/events/void",
+        {"event_id": "a1", "reason": "  "},
+        form_page="/dashboard/events",
+    )
     assert refused.status_code == 422
     assert 'id="reason-error" role="alert">Enter a reason' in refused.text
     assert "voided" not in api_client.get("/events/a1").json()  # nothing written
-    done = submit(dashboard, "/dashboard/events/a1/void", {"reason": "sent twice"})
+    done = submit(
+        dashboard,
+        "/dashboard/events/void",
+        {"event_id": "a1", "reason": "sent twice"},
+        form_page="/dashboard/events",
+    )
     assert done.status_code == 303
     assert done.headers["location"] == "/dashboard/events"
     assert "Event voided" in dashboard.get("/dashboard/events").text
@@ -142,25 +153,41 @@ def test_voiding_a_voided_event_keeps_the_first_void(
     dashboard: Client, api_client: Client, customers: tuple[str, str]
 ) -> None:
     assert api_client.post("/events/b1/void", json={"reason": "first"}).status_code == 200
-    confirm = dashboard.get("/dashboard/events/b1/void")
+    confirm = dashboard.get("/dashboard/events/void?event_id=b1")
     assert "voided already" in confirm.text
     assert "Void event</button>" not in confirm.text
     again = submit(
-        dashboard, "/dashboard/events/b1/void", {"reason": "second"}, form_page="/dashboard/events"
+        dashboard,
+        "/dashboard/events/void",
+        {"event_id": "b1", "reason": "second"},
+        form_page="/dashboard/events",
     )
     assert again.status_code == 303
     assert "the first void stands" in dashboard.get("/dashboard/events").text
     assert api_client.get("/events/b1").json()["void_reason"] == "first"
 
 
-def test_an_event_id_holding_a_slash_can_be_voided(dashboard: Client, api_client: Client) -> None:
+@pytest.mark.parametrize("odd", ["batch/7", "a%41", "b%2Fc", "../../meters", "x y+z&w#1"])
+def test_an_event_id_of_any_characters_can_be_voided(
+    dashboard: Client, api_client: Client, odd: str
+) -> None:
     cid = make_customer(api_client)
-    ingest(api_client, event(cid, "batch/7"))
-    assert "/dashboard/events/batch/7/void" in dashboard.get("/dashboard/events").text
-    assert dashboard.get("/dashboard/events/batch/7/void").status_code == 200
-    done = submit(dashboard, "/dashboard/events/batch/7/void", {"reason": "test"})
+    ingest(api_client, event(cid, odd))
+    listed = dashboard.get("/dashboard/events").text
+    link = re.search(r'href="(/dashboard/events/void\?event_id=[^"]+)"', listed)
+    assert link, "no void link"
+    confirm = dashboard.get(html.unescape(link.group(1)))
+    assert confirm.status_code == 200
+    assert html.escape(odd) in confirm.text
+    done = submit(
+        dashboard,
+        "/dashboard/events/void",
+        {"event_id": odd, "reason": "test"},
+        form_page=html.unescape(link.group(1)),
+    )
     assert done.status_code == 303
-    assert api_client.get("/events/batch/7").json()["voided"] is True
+    voided = api_client.get("/events", params={"voided": "true"}).json()["items"]
+    assert [e["event_id"] for e in voided] == [odd]
 
 
 def test_another_business_s_event_is_not_found(
@@ -169,15 +196,17 @@ def test_another_business_s_event_is_not_found(
     key = container.keys.create("acme", "admin", clock.now)
     with TestClient(create_app(container)) as other:
         assert sign_in(other, key).status_code == 303
-        assert other.get("/dashboard/events/a1/void").status_code == 404
+        assert other.get("/dashboard/events/void?event_id=a1").status_code == 404
         assert rows(other.get("/dashboard/events").text) == []
         token_page = "/dashboard/events"
-        refused = submit(other, "/dashboard/events/a1/void", {"reason": "x"}, form_page=token_page)
+        refused = submit(
+            other, "/dashboard/events/void", {"event_id": "a1", "reason": "x"}, form_page=token_page
+        )
         assert refused.status_code == 404
 
 
 def test_the_void_form_needs_its_csrf_token(dashboard: Client, customers: tuple[str, str]) -> None:
-    refused = dashboard.post("/dashboard/events/a1/void", data={"reason": "x"})
+    refused = dashboard.post("/dashboard/events/void", data={"event_id": "a1", "reason": "x"})
     assert refused.status_code == 403
     assert "Form refused" in refused.text
 

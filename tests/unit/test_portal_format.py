@@ -59,3 +59,22 @@ def test_bars_scale_to_the_busiest_day_and_days_to_come_are_marked() -> None:
 def test_a_cycle_without_usage_draws_no_bar() -> None:
     days = [UsageWindow(START, START + DAY, Decimal(0), 0)]
     assert [bar.height for bar in bar_chart(days, "calls", now=START).bars] == [0]
+
+
+def test_a_quantity_of_any_size_is_written_exactly() -> None:
+    assert quantity(Decimal(10**30 + 1)) == "1,000,000,000,000,000,000,000,000,000,001"
+    assert quantity(Decimal("1E+40")) == "10" + ",000" * 13
+    assert quantity(Decimal("-0.00")) == "0"
+    assert quantity(Decimal("-1234.50")) == "-1,234.5"
+
+
+def test_a_window_below_zero_draws_no_bar() -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    days = [
+        UsageWindow(start + timedelta(days=i), start + timedelta(days=i + 1), Decimal(v), 1)
+        for i, v in enumerate(["3", "-50", "0"])
+    ]
+    chart = bar_chart(days, "units", start + timedelta(days=5))
+    assert [bar.height for bar in chart.bars] == [140.0, 0.0, 0.0]
+    assert all(bar.y >= 0 and bar.height >= 0 for bar in chart.bars)
+    assert chart.bars[1].title == "02 Nov 2026: -50 units"
