@@ -51,10 +51,26 @@ TEXTS = (
 FIELDS = frozenset({*FLAGS, *(name for name, _ in COUNTS), *TEXTS, "precision", "price_per_unit"})
 _LEADING_NAME = re.compile(r"[a-z_]+")
 DEFAULTS = {"precision": "0", "overage_behavior": "forgive_at_reset"}
+FORM_MARKER = "credit"  # the hidden ``form`` field every rendered entitlement form sends
+INCOMPLETE = (
+    "The form was not sent whole (a field it always sends is missing): nothing was saved. "
+    "Open the form again and submit it from the page."
+)
+
+
+def incomplete(form: Mapping[str, str], creating: bool) -> bool:
+    """Whether the POST lacks a field the rendered form always sends (its checkboxes
+    aside): a hand-made request is refused, not read as flags off and numbers cleared."""
+    sent = {*TEXTS, *(name for name, _ in COUNTS), "price_per_unit"}
+    if creating:
+        sent.add("precision")
+    return form.get("form") != FORM_MARKER or any(name not in form for name in sent)
 
 
 def _wire(form: Mapping[str, str], creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
     """The entitlement's wire fields from the form, and the inputs that could not be read."""
+    if incomplete(form, creating):
+        return {}, {"": INCOMPLETE}
     errors: dict[str, str] = {}
     wire: dict[str, Any] = {flag: form.get(flag) == "on" for flag in FLAGS}
     for name in TEXTS:

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from api.dashboard.price_rows import CreditRow, GroupRow, MeterRow, ProductForm, TierRow
 from domain.meter import canonical_number
 from domain.price_model import PricingModel
-from domain.pricing import CURRENCY_EXPONENTS, MAX_METERS, format_minor
+from domain.pricing import CURRENCY_EXPONENTS, format_minor
 from domain.product import TAX_CATEGORIES
 
 T = TypeVar("T")
-MAX_ROWS = 20  # tiers or per-value prices of one meter, credit rows: what a form shows
 COMMON_CURRENCIES = ("USD", "EUR", "GBP", "INR", "JPY", "CAD", "AUD")
 CURRENCIES = COMMON_CURRENCIES + tuple(sorted(set(CURRENCY_EXPONENTS) - set(COMMON_CURRENCIES)))
 INTERVALS = ("Day", "Week", "Month", "Year")
@@ -32,151 +32,6 @@ MODELS = tuple(kind.value for kind in PricingModel)
 TAXES = TAX_CATEGORIES
 _MAJOR = re.compile(r"[0-9]{1,15}(\.[0-9]{1,20})?")
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
-_ROW_KEY = re.compile(r"(m|c)([0-9]{1,2})\.(?:(t|g)([0-9]{1,2})\.)?([a-z_]+)")
-
-
-@dataclass(slots=True)
-class TierRow:
-    up_to: str = ""
-    price_per_unit: str = ""
-    flat_fee: str = ""
-
-
-@dataclass(slots=True)
-class GroupRow:
-    value: str = ""
-    price_per_unit: str = ""
-
-
-@dataclass(slots=True)
-class MeterRow:
-    meter_id: str = ""
-    pricing_model: str = "per_unit"
-    price_per_unit: str = ""
-    free_threshold: str = "0"
-    package_size: str = ""
-    package_price: str = ""
-    package_rounding: str = "up"
-    minimum_amount: str = ""
-    maximum_amount: str = ""
-    group_by: str = ""
-    credit_entitlement_id: str = ""
-    meter_units_per_credit: str = ""
-    tiers: list[TierRow] = field(default_factory=list)
-    groups: list[GroupRow] = field(default_factory=list)
-
-    @property
-    def is_tiered(self) -> bool:
-        return self.pricing_model in ("graduated", "volume")
-
-
-@dataclass(slots=True)
-class CreditRow:
-    credit_entitlement_id: str = ""
-    credits_amount: str = ""
-    low_balance_threshold_percent: str = ""
-    trial_credits: str = ""
-
-
-@dataclass(slots=True)
-class ProductForm:
-    name: str = ""
-    description: str = ""
-    tax_category: str = "saas"
-    currency: str = "USD"
-    fixed_price: str = "0.00"
-    payment_frequency_count: str = "1"
-    payment_frequency_interval: str = "Month"
-    subscription_period_count: str = "20"
-    subscription_period_interval: str = "Year"
-    example_quantity: str = "2500"
-    meters: list[MeterRow] = field(default_factory=lambda: [MeterRow()])
-    credits: list[CreditRow] = field(default_factory=list)
-
-    def field_names(self) -> set[str]:
-        """Every input the form shows: where an error may be written."""
-        names = {f.name for f in fields(self)} - {"meters", "credits"}
-        for i, meter in enumerate(self.meters):
-            names |= {f"m{i}.{f.name}" for f in fields(meter)}
-            names |= {
-                f"m{i}.t{j}.{f.name}" for j in range(len(meter.tiers)) for f in fields(TierRow)
-            }
-            names |= {
-                f"m{i}.g{j}.{f.name}" for j in range(len(meter.groups)) for f in fields(GroupRow)
-            }
-        for k in range(len(self.credits)):
-            names |= {f"c{k}.{f.name}" for f in fields(CreditRow)}
-        return names
-
-
-def _text(value: object) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _rows(found: Mapping[int, dict[str, str]], kind: type[Any]) -> list[Any]:
-    names = {f.name for f in fields(kind)}
-    return [kind(**{k: v for k, v in found[i].items() if k in names}) for i in sorted(found)]
-
-
-def parse_form(data: Mapping[str, str]) -> ProductForm:
-    """The form as submitted (unknown and malformed names are ignored)."""
-    top = {f.name for f in fields(ProductForm)} - {"meters", "credits"}
-    form = ProductForm(meters=[])
-    for name in top & set(data):
-        setattr(form, name, _text(data[name]))
-    meters: dict[int, dict[str, str]] = {}
-    subs: dict[tuple[int, str], dict[int, dict[str, str]]] = {}
-    credits: dict[int, dict[str, str]] = {}
-    for key, value in data.items():
-        match = _ROW_KEY.fullmatch(key)
-        if match is None:
-            continue
-        kind, index, sub, sub_index, name = match.groups()
-        if kind == "c":
-            credits.setdefault(int(index), {})[name] = _text(value)
-        elif sub is None:
-            meters.setdefault(int(index), {})[name] = _text(value)
-        else:
-            rows = subs.setdefault((int(index), sub), {})
-            rows.setdefault(int(sub_index), {})[name] = _text(value)
-            meters.setdefault(int(index), {})
-    for i in sorted(meters)[:MAX_METERS]:
-        row: MeterRow = _rows({0: meters[i]}, MeterRow)[0]
-        row.tiers = _rows(subs.get((i, "t"), {}), TierRow)[:MAX_ROWS]
-        row.groups = _rows(subs.get((i, "g"), {}), GroupRow)[:MAX_ROWS]
-        form.meters.append(row)
-    form.credits = _rows(credits, CreditRow)[:MAX_ROWS]
-    return form
-
-
-def apply_action(form: ProductForm, action: str) -> None:
-    """What a row button does: ``add_meter``, ``add_tier:0``, ``remove_tier:0:1``..."""
-    verb, _, where = action.partition(":")
-    at = [int(part) for part in where.split(":") if part.isdigit()]
-    if verb == "add_meter" and len(form.meters) < MAX_METERS:
-        form.meters.append(MeterRow())
-    elif verb == "add_credit" and len(form.credits) < MAX_ROWS:
-        form.credits.append(CreditRow())
-    elif verb == "remove_credit" and at and at[0] < len(form.credits):
-        del form.credits[at[0]]
-    elif at and at[0] < len(form.meters):
-        meter = form.meters[at[0]]
-        rows: list[Any] = meter.tiers if verb.endswith("tier") else meter.groups
-        if verb == "remove_meter":
-            del form.meters[at[0]]
-        elif verb in ("add_tier", "add_group") and len(rows) < MAX_ROWS:
-            rows.append(TierRow() if verb == "add_tier" else GroupRow())
-        elif verb in ("remove_tier", "remove_group") and len(at) > 1 and at[1] < len(rows):
-            del rows[at[1]]
-    fill_tiers(form)
-
-
-def fill_tiers(form: ProductForm) -> bool:
-    """Give a tiered model without tiers two to fill in (a bounded one, an open one)."""
-    empty = [meter for meter in form.meters if meter.is_tiered and not meter.tiers]
-    for meter in empty:
-        meter.tiers = [TierRow(), TierRow()]
-    return bool(empty)
 
 
 class FormError(Exception):
@@ -218,7 +73,11 @@ def integer(text: str, name: str, label: str) -> int:
 
 def major(minor: object, currency: str) -> str:
     """A wire minor-unit price (a decimal string) in major units, for the form."""
-    return format(Decimal(str(minor)).scaleb(-exponent_of(currency)), "f")
+    return _major_in(minor, exponent_of(currency))
+
+
+def _major_in(minor: object, exponent: int) -> str:
+    return format(Decimal(str(minor)).scaleb(-exponent), "f")
 
 
 def major_amount(minor: object, currency: str) -> str:
@@ -245,6 +104,9 @@ class _Reader:
 
     def price(self, text: str, name: str, label: str) -> str | None:
         return self._read(lambda: minor_price(text, self.exponent, name, label))
+
+    def price_in(self, text: str, exponent: int, name: str, label: str) -> str | None:
+        return self._read(lambda: minor_price(text, exponent, name, label))
 
     def amount(self, text: str, name: str, label: str) -> int | None:
         return self._read(lambda: minor_amount(text, self.exponent, name, label))
@@ -275,6 +137,7 @@ def product_wire(form: ProductForm) -> tuple[ProductWire, dict[str, str]]:
             form.subscription_period_count, "subscription_period_count", "Term"
         ),
         "subscription_period_interval": form.subscription_period_interval,
+        "tax_inclusive": form.tax_inclusive == "on",
         "meters": [
             _meter_wire(i, row, read) for i, row in enumerate(form.meters) if not _blank(row)
         ],
@@ -290,16 +153,12 @@ def _blank(row: MeterRow) -> bool:
     return not row.meter_id and not row.price_per_unit and row.pricing_model == "per_unit"
 
 
-def _meter_wire(i: int, row: MeterRow, read: _Reader) -> dict[str, Any]:
-    at = f"m{i}."
-    threshold = read.integer(row.free_threshold or "0", at + "free_threshold", "Free threshold")
-    wire: dict[str, Any] = {"meter_id": row.meter_id, "free_threshold": threshold}
+def _model_wire(at: str, row: MeterRow | GroupRow, read: _Reader) -> dict[str, Any]:
+    """The fields of the row's model (a meter line's or a value's), named under ``at``."""
     if row.pricing_model == "per_unit":
-        wire["price_per_unit"] = read.price(
-            row.price_per_unit, at + "price_per_unit", "Price per unit"
-        )
-    else:
-        wire["pricing_model"] = row.pricing_model
+        price = read.price(row.price_per_unit, at + "price_per_unit", "Price per unit")
+        return {"price_per_unit": price}
+    wire: dict[str, Any] = {"pricing_model": row.pricing_model}
     if row.is_tiered:
         wire["tiers"] = [
             {
@@ -315,6 +174,14 @@ def _meter_wire(i: int, row: MeterRow, read: _Reader) -> dict[str, Any]:
         wire["package_size"] = read.integer(row.package_size, at + "package_size", "Package size")
         wire["package_price"] = read.price(row.package_price, at + "package_price", "Package price")
         wire["package_rounding"] = row.package_rounding
+    return wire
+
+
+def _meter_wire(i: int, row: MeterRow, read: _Reader) -> dict[str, Any]:
+    at = f"m{i}."
+    threshold = read.integer(row.free_threshold or "0", at + "free_threshold", "Free threshold")
+    wire: dict[str, Any] = {"meter_id": row.meter_id, "free_threshold": threshold}
+    wire.update(_model_wire(at, row, read))
     for bound, label in (
         ("minimum_amount", "Minimum charge"),
         ("maximum_amount", "Maximum charge"),
@@ -324,12 +191,7 @@ def _meter_wire(i: int, row: MeterRow, read: _Reader) -> dict[str, Any]:
     if row.group_by:
         wire["group_by"] = row.group_by
         wire["groups"] = [
-            {
-                "value": group.value,
-                "price_per_unit": read.price(
-                    group.price_per_unit, f"{at}g{j}.price_per_unit", "Price per unit"
-                ),
-            }
+            {"value": group.value, **_model_wire(f"{at}g{j}.", group, read)}
             for j, group in enumerate(row.groups)
         ]
     if row.credit_entitlement_id:
@@ -338,26 +200,65 @@ def _meter_wire(i: int, row: MeterRow, read: _Reader) -> dict[str, Any]:
     return wire
 
 
+_CREDIT_COUNTS = (
+    ("low_balance_threshold_percent", "Low balance threshold"),
+    ("rollover_percentage", "Rollover percentage"),
+    ("max_rollover_count", "Rollover at most"),
+    ("rollover_timeframe_count", "Rolled-over credit lasts"),
+    ("expires_after_days", "Expires after days"),
+)
+_CREDIT_TEXTS = (
+    "overage_behavior",
+    "overage_limit",
+    "rollover_timeframe_interval",
+    "currency",
+    "proration_behavior",
+)
+_FLAGS = {"yes": True, "no": False}
+
+
 def _credit_wire(k: int, row: CreditRow, read: _Reader) -> dict[str, Any]:
+    """The attachment: every rule given is the product's own; an empty one is the
+    entitlement's (``domain.credit_entitlement.resolve_attachment``)."""
+    at = f"c{k}."
     wire: dict[str, Any] = {
         "credit_entitlement_id": row.credit_entitlement_id,
         "credits_amount": row.credits_amount,
     }
-    if row.low_balance_threshold_percent:
-        wire["low_balance_threshold_percent"] = read.integer(
-            row.low_balance_threshold_percent,
-            f"c{k}.low_balance_threshold_percent",
-            "Low balance threshold",
+    for name, label in _CREDIT_COUNTS:
+        if getattr(row, name):
+            wire[name] = read.integer(getattr(row, name), at + name, label)
+    for name in _CREDIT_TEXTS:
+        if getattr(row, name):
+            wire[name] = getattr(row, name)
+    for flag in ("overage_enabled", "rollover_enabled"):
+        if getattr(row, flag) in _FLAGS:
+            wire[flag] = _FLAGS[getattr(row, flag)]
+    if row.price_per_unit and not row.currency:
+        read.errors.setdefault(at + "currency", "Choose the currency of the price per credit")
+    elif row.price_per_unit:
+        wire["price_per_unit"] = read.price_in(
+            row.price_per_unit,
+            _credit_exponent(row.currency),
+            at + "price_per_unit",
+            "Price per credit",
         )
     if row.trial_credits:
         wire["trial_credits"] = row.trial_credits
+        wire["trial_credits_expire_after_trial"] = row.trial_credits_expire_after_trial == "yes"
     return wire
+
+
+def _credit_exponent(currency: str) -> int:
+    """A credit's price is in its own currency's major units (a stored one without a
+    currency is shown as stored)."""
+    return CURRENCY_EXPONENTS.get(currency, 0) if currency else 0
 
 
 def product_form(
     name: str, description: str | None, tax_category: str, price: Mapping[str, Any]
 ) -> ProductForm:
-    """The form that edits a product as it is (its stored wire price)."""
+    """The form that edits a product as it is (its stored wire price): every part."""
     currency = str(price.get("currency", "USD"))
     return ProductForm(
         name=name,
@@ -365,6 +266,7 @@ def product_form(
         tax_category=tax_category,
         currency=currency,
         fixed_price=major_amount(price.get("fixed_price", 0), currency),
+        tax_inclusive="on" if price.get("tax_inclusive") else "",
         payment_frequency_count=str(price.get("payment_frequency_count", 1)),
         payment_frequency_interval=str(price.get("payment_frequency_interval", "Month")),
         subscription_period_count=str(price.get("subscription_period_count", 20)),
@@ -374,66 +276,96 @@ def product_form(
     )
 
 
-def _meter_row(meter: Mapping[str, Any], currency: str) -> MeterRow:
-    def optional(key: str, convert: Any) -> str:
-        value = meter.get(key)
-        return "" if value is None else str(convert(value, currency))
+def _optional(value: object) -> str:
+    return "" if value is None else str(value)
 
-    return MeterRow(
-        meter_id=str(meter["meter_id"]),
-        pricing_model=str(meter.get("pricing_model") or "per_unit"),
-        price_per_unit=optional("price_per_unit", major),
-        free_threshold=str(meter.get("free_threshold", 0)),
-        package_size=optional("package_size", lambda v, _: v),
-        package_price=optional("package_price", major),
-        package_rounding=str(meter.get("package_rounding") or "up"),
-        minimum_amount=optional("minimum_amount", major_amount),
-        maximum_amount=optional("maximum_amount", major_amount),
-        group_by=str(meter.get("group_by") or ""),
-        credit_entitlement_id=str(meter.get("credit_entitlement_id") or ""),
-        meter_units_per_credit=str(meter.get("meter_units_per_credit") or ""),
-        tiers=[
+
+def _model_row(wire: Mapping[str, Any], currency: str) -> dict[str, Any]:
+    """A stored model's fields as the form shows them (a meter line's or a value's)."""
+    price, package = wire.get("price_per_unit"), wire.get("package_price")
+    return {
+        "pricing_model": str(wire.get("pricing_model") or "per_unit"),
+        "price_per_unit": "" if price is None else major(price, currency),
+        "package_size": _optional(wire.get("package_size")),
+        "package_price": "" if package is None else major(package, currency),
+        "package_rounding": str(wire.get("package_rounding") or "up"),
+        "tiers": [
             TierRow(
-                "" if tier.get("up_to") is None else str(tier["up_to"]),
+                _optional(tier.get("up_to")),
                 major(tier["price_per_unit"], currency),
                 major_amount(tier.get("flat_fee", 0), currency),
             )
-            for tier in meter.get("tiers") or []
+            for tier in wire.get("tiers") or []
         ],
+    }
+
+
+def _meter_row(meter: Mapping[str, Any], currency: str) -> MeterRow:
+    bounds: dict[str, Any] = {
+        name: "" if meter.get(name) is None else major_amount(meter[name], currency)
+        for name in ("minimum_amount", "maximum_amount")
+    }
+    return MeterRow(
+        meter_id=str(meter["meter_id"]),
+        free_threshold=str(meter.get("free_threshold", 0)),
+        group_by=str(meter.get("group_by") or ""),
+        credit_entitlement_id=str(meter.get("credit_entitlement_id") or ""),
+        meter_units_per_credit=str(meter.get("meter_units_per_credit") or ""),
         groups=[
-            GroupRow(str(group["value"]), major(group.get("price_per_unit", "0"), currency))
+            GroupRow(value=str(group["value"]), **_model_row(group, currency))
             for group in meter.get("groups") or []
         ],
+        **bounds,
+        **_model_row(meter, currency),
     )
 
 
 def _credit_row(item: Mapping[str, Any]) -> CreditRow:
-    threshold = item.get("low_balance_threshold_percent")
-    trial = item.get("trial_credits")
+    """A stored (resolved) attachment: every rule it has, so saving keeps them."""
+    currency = str(item.get("currency") or "")
+    price = item.get("price_per_unit")
+    texts = {
+        name: _optional(item.get(name))
+        for name in (*(n for n, _ in _CREDIT_COUNTS), *_CREDIT_TEXTS, "trial_credits")
+    }
     return CreditRow(
-        str(item["credit_entitlement_id"]),
-        str(item.get("credits_amount", "")),
-        "" if threshold is None else str(threshold),
-        "" if trial is None else str(trial),
+        credit_entitlement_id=str(item["credit_entitlement_id"]),
+        credits_amount=str(item.get("credits_amount", "")),
+        **{**texts, "currency": currency},
+        price_per_unit="" if price is None else _major_in(price, _credit_exponent(currency)),
+        overage_enabled="yes" if item.get("overage_enabled") else "no",
+        rollover_enabled="yes" if item.get("rollover_enabled") else "no",
+        trial_credits_expire_after_trial="yes"
+        if item.get("trial_credits_expire_after_trial")
+        else "no",
     )
 
 
+_METER = r"price\.meters\[([0-9]+)\]"
 _PATHS = (
-    (re.compile(r"price\.meters\[(\d+)\]\.tiers\[(\d+)\]\.(\w+)"), "m{0}.t{1}.{2}"),
-    (re.compile(r"price\.meters\[(\d+)\]\.groups\[(\d+)\]\.(\w+)"), "m{0}.g{1}.{2}"),
-    (re.compile(r"price\.meters\[(\d+)\]\.(\w+)"), "m{0}.{1}"),
-    (re.compile(r"price\.meters\[(\d+)\]"), "m{0}.meter_id"),
-    (re.compile(r"credit_entitlements\[(\d+)\]\.(\w+)"), "c{0}.{1}"),
-    (re.compile(r"credit_entitlements\[(\d+)\]"), "c{0}.credit_entitlement_id"),
+    (
+        re.compile(_METER + r"\.groups\[([0-9]+)\]\.tiers\[([0-9]+)\][.:] ?(\w+)"),
+        "m{0}.g{1}.t{2}.{3}",
+    ),
+    (re.compile(_METER + r"\.groups\[([0-9]+)\][.:] ?(\w+)"), "m{0}.g{1}.{2}"),
+    (re.compile(_METER + r"\.groups\[([0-9]+)\]"), "m{0}.g{1}.value"),
+    (re.compile(_METER + r"\.tiers\[([0-9]+)\][.:] ?(\w+)"), "m{0}.t{1}.{2}"),
+    (re.compile(_METER + r"[.:] ?(\w+)"), "m{0}.{1}"),
+    (re.compile(_METER), "m{0}.meter_id"),
+    (re.compile(r"credit_entitlements\[([0-9]+)\][.:] ?(\w+)"), "c{0}.{1}"),
+    (re.compile(r"credit_entitlements\[([0-9]+)\]"), "c{0}.credit_entitlement_id"),
     (re.compile(r"price\.(\w+)"), "{0}"),
     (re.compile(r"(name|description|tax_category)\b"), "{0}"),
 )
+"""Where a domain message's path points: ``price.meters[0].tiers[1].up_to ...``, or
+``price.meters[0]: meter_units_per_credit: ...`` (a credit link's own message)."""
 
 
 def field_of(message: str, form: ProductForm) -> str:
     """The input a domain message is about ("" for the form as a whole). The wire
     numbers only the rows it was sent (blank rows are not), so indexes are mapped back."""
     rows = {"m": sent_rows(form), "c": sent_credit_rows(form)}
+    names = form.field_names()
     for pattern, template in _PATHS:
         match = pattern.match(message)
         if match is None:
@@ -443,7 +375,8 @@ def field_of(message: str, form: ProductForm) -> str:
         if sent is not None and int(parts[0]) < len(sent):
             parts[0] = str(sent[int(parts[0])])
         found = template.format(*parts)
-        return found if found in form.field_names() else ""
+        if found in names:
+            return found
     return ""
 
 

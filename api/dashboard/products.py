@@ -20,9 +20,10 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from api.dashboard import price_form
+from api.dashboard import price_form, price_rows
 from api.dashboard.pages import PAGE_SIZE, business, flash, page_number, pager, render
-from api.dashboard.price_form import ProductForm, ProductWire
+from api.dashboard.price_form import ProductWire
+from api.dashboard.price_rows import ProductForm
 from api.dashboard.session import FormBody
 from api.routes.common import container_of
 from application import credits, listings
@@ -30,10 +31,15 @@ from application.errors import InvalidRequestError, NotFoundError
 from application.price_example import DEFAULT_QUANTITY, MAX_QUANTITY, PriceExample, price_examples
 from application.products import archive_product, product_subscriptions, unarchive_product
 from application.views import EntitlementQuery, MeterQuery, MeterView, ProductQuery, ProductView
+from domain.credit_entitlement import OVERAGE_CHOICES
 from domain.errors import DomainError
 
 BASE = "/dashboard/products"
 OPTIONS_LIMIT = 100  # meters and entitlements offered in a form's selects
+INCOMPLETE = (
+    "The form was not sent whole (a field it always sends is missing): nothing was saved. "
+    "Open the form again and submit it from the page."
+)
 _QUANTITY = re.compile(r"[0-9]{1,15}(\.[0-9]{1,12})?")
 
 
@@ -97,6 +103,7 @@ def _options(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "intervals": price_form.INTERVALS,
         "models": price_form.MODELS,
         "taxes": price_form.TAXES,
+        "overage_behaviors": OVERAGE_CHOICES,
     }
 
 
@@ -108,6 +115,7 @@ def _form_page(
     errors: Mapping[str, str] | None = None,
     examples: Examples | None = None,
     status_code: int = 200,
+    refused: bool | None = None,
 ) -> Template:
     return render(
         request,
@@ -117,7 +125,7 @@ def _form_page(
         product=product,
         errors=dict(errors or {}),
         examples=examples,
-        refused=status_code == 422,
+        refused=status_code == 422 if refused is None else refused,
         **_options(request),
     )
 
@@ -133,13 +141,18 @@ def _submitted(
     product: ProductView | None,
     write: Callable[[ProductWire], ProductView],
 ) -> Response[Any]:
-    """A row button or a preview re-renders the form; ``save`` writes, or answers 422."""
-    form = price_form.parse_form(data)
+    """A row button or a preview re-renders the form; ``save`` writes, or answers 422.
+    A POST lacking a field the form always sends is refused, never read with defaults
+    (they would replace the product's price)."""
+    form = price_rows.parse_form(data)
     action = data.get("action", "save")
+    if price_rows.incomplete(data, rows=action == "save"):
+        errors = {"": INCOMPLETE}
+        return _form_page(request, form, product=product, errors=errors, status_code=422)
     if action not in ("save", "preview"):
-        price_form.apply_action(form, action)
+        price_rows.apply_action(form, action)
         return _form_page(request, form, product=product)
-    if action == "preview" and price_form.fill_tiers(form):
+    if action == "preview" and price_rows.fill_tiers(form):
         return _form_page(request, form, product=product)  # a model changed: its fields first
     wire, errors = price_form.product_wire(form)
     if action == "preview":
@@ -149,7 +162,16 @@ def _submitted(
             if examples.error.startswith("Example quantity"):
                 name = "example_quantity"
             errors = {name: examples.error} if name else {}
-        return _form_page(request, form, product=product, errors=errors, examples=examples)
+        status = 422 if errors or (examples is not None and examples.error) else 200
+        return _form_page(
+            request,
+            form,
+            product=product,
+            errors=errors,
+            examples=examples,
+            status_code=status,
+            refused=False,
+        )
     if not errors:
         try:
             saved = write(wire)

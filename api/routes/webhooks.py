@@ -101,13 +101,15 @@ def cursor_of(view: WebhookView) -> str:
 def after_cursor(iterator: str | None) -> tuple[datetime, str] | None:
     if iterator is None:
         return None
+    refused = InvalidParameterError("iterator: not one this API returned")
     try:
         micros, _, endpoint_id = base64.urlsafe_b64decode(iterator.encode()).decode().partition(":")
-        if "\x00" in endpoint_id or len(micros) > 20:
-            raise ValueError(iterator)
-        return from_micros(int(micros)), endpoint_id
+        after = from_micros(int(micros)) if len(micros) <= 20 else None
     except (ValueError, UnicodeDecodeError, OverflowError):  # a huge time is past year 9999
-        raise InvalidParameterError("iterator: not one this API returned") from None
+        raise refused from None
+    if after is None or "\x00" in endpoint_id:
+        raise refused
+    return after, endpoint_id
 
 
 class MessageRead(msgspec.Struct):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import fields
 from typing import Any
 
 from litestar.testing import TestClient
 
 from api.app import create_app
+from api.dashboard.price_rows import CreditRow
 from tests.api.dashboard_helpers import api_client, dashboard, sign_in, submit
 from tests.api.helpers import make_customer
 from tests.api.test_billing_api import meter
@@ -33,8 +35,23 @@ def calls_meter(api_client: Any, unit: str = "calls") -> str:
     return meter_id
 
 
+def meter_row(i: int, **values: str) -> dict[str, str]:
+    """The fields a meter price row always sends besides its model's, blank but ``values``."""
+    names = ("minimum_amount", "maximum_amount", "group_by", "credit_entitlement_id")
+    names += ("meter_units_per_credit",)
+    return {f"m{i}.{name}": values.get(name, "") for name in names}
+
+
+def credit_row(k: int, **values: str) -> dict[str, str]:
+    """A credit entitlement row as the form sends it: the entitlement's rules but ``values``."""
+    row = dict.fromkeys((f.name for f in fields(CreditRow)), "")
+    row.update(proration_behavior="prorate", trial_credits_expire_after_trial="no", **values)
+    return {f"c{k}.{name}": value for name, value in row.items()}
+
+
 def product_fields(meter_id: str, **extra: str) -> dict[str, str]:
     return {
+        "form": "product",
         "name": "API plan",
         "description": "",
         "tax_category": "saas",
@@ -49,6 +66,7 @@ def product_fields(meter_id: str, **extra: str) -> dict[str, str]:
         "m0.pricing_model": "per_unit",
         "m0.price_per_unit": "0.02",
         "m0.free_threshold": "1000",
+        **meter_row(0),
         "action": "save",
         **extra,
     }
@@ -334,9 +352,12 @@ def test_a_product_grants_credit_entitlements(dashboard: TestClient, api_client:
         **{
             "m0.credit_entitlement_id": entitlement,
             "m0.meter_units_per_credit": "1",
-            "c0.credit_entitlement_id": entitlement,
-            "c0.credits_amount": "500",
-            "c0.low_balance_threshold_percent": "10",
+            **credit_row(
+                0,
+                credit_entitlement_id=entitlement,
+                credits_amount="500",
+                low_balance_threshold_percent="10",
+            ),
         },
     )
     page = dashboard.get(create(dashboard, data))
@@ -355,6 +376,7 @@ CREDITS_NEW = "/dashboard/credits/new"
 
 def entitlement_fields(**extra: str) -> dict[str, str]:
     return {
+        "form": "credit",
         "name": "API credits",
         "description": "",
         "unit": "calls",

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -221,7 +222,7 @@ def test_every_page_renders_without_a_console_error(
         f"/dashboard/invoices/{invoice}",
         f"/dashboard/invoices/{invoice}/explain",
         "/dashboard/events",
-        f"/dashboard/events/{event_id}/void",
+        f"/dashboard/events/void?event_id={quote(event_id, safe='')}",
         "/dashboard/credits",
         f"/dashboard/credits/{entitlement}",
         "/dashboard/credits/new",
