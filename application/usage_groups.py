@@ -23,7 +23,7 @@ Bounds and cost:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -31,7 +31,14 @@ from application.errors import InvalidParameterError, InvalidRequestError, Unava
 from application.ledger import Ledger
 from application.measure import DefinitionMovedError
 from application.reads import USAGE, USAGE_LOG, Reads
-from application.usage_report import Window, window_bounds, window_index
+from application.usage_report import (
+    UsageReport,
+    UsageWindow,
+    Window,
+    usage_report,
+    window_bounds,
+    window_index,
+)
 from domain.grouping import (
     GroupBoundError,
     GroupValue,
@@ -131,6 +138,55 @@ def grouped_usage(
         spec = ledger.meter_spec(query.business_id, query.meter_id)
         try:
             return spec, _report(reads, spec, query)
+        except DefinitionMovedError:  # redefined meanwhile: read it again
+            continue
+    raise UnavailableError(f"meter {query.meter_id!r} keeps being redefined; try again")
+
+
+def usage_and_top_customers(
+    ledger: Ledger, reads: Reads, query: GroupQuery
+) -> tuple[UsageReport, GroupedReport]:
+    """The meter's usage per window of the query (every customer) and its top customers,
+    from one read of the buckets: the grouped report's windows merge every group's tallies,
+    so each is the window's value for any aggregation. Beyond ``MAX_GROUPED_WINDOWS``
+    windows the customers are ranked over month windows and the usage read apart."""
+    ranked = replace(query, group_by=CUSTOMER, customer_id=None)
+    if len(window_bounds(query.start, query.end, query.window)) > MAX_GROUPED_WINDOWS:
+        _, grouped = grouped_usage(ledger, reads, replace(ranked, window=Window.MONTH))
+        _, report = _ungrouped(ledger, reads, query)
+        return report, grouped
+    _, grouped = grouped_usage(ledger, reads, ranked)
+    windows = tuple(
+        UsageWindow(w.start, w.end, w.usage.value, w.usage.events) for w in grouped.windows
+    )
+    report = UsageReport(
+        meter_id=query.meter_id,
+        customer_id=None,
+        start=query.start,
+        end=query.end,
+        window=query.window,
+        windows=windows,
+        total=grouped.usage.value,
+        events=grouped.usage.events,
+    )
+    return report, grouped
+
+
+def _ungrouped(ledger: Ledger, reads: Reads, query: GroupQuery) -> tuple[MeterSpec, UsageReport]:
+    reads.fresh(USAGE_LOG, USAGE)
+    for _ in range(MAX_ATTEMPTS):
+        spec = ledger.meter_spec(query.business_id, query.meter_id)
+        try:
+            return spec, usage_report(
+                reads.measure,
+                business_id=query.business_id,
+                meter_id=query.meter_id,
+                spec=spec,
+                customer_id=None,
+                start=query.start,
+                end=query.end,
+                window=query.window,
+            )
         except DefinitionMovedError:  # redefined meanwhile: read it again
             continue
     raise UnavailableError(f"meter {query.meter_id!r} keeps being redefined; try again")

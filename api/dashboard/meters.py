@@ -27,7 +27,7 @@ from api.dashboard.session import FormBody
 from api.routes.common import container_of
 from application import listings
 from application.errors import InvalidRequestError, NotFoundError
-from application.usage_groups import CUSTOMER, GroupQuery, grouped_usage
+from application.usage_groups import CUSTOMER, GroupQuery, usage_and_top_customers
 from application.usage_report import Window
 from application.views import EventQuery, MeterQuery, MeterView
 from domain.errors import DomainError
@@ -259,22 +259,10 @@ def _usage(
     span: tuple[datetime, datetime],
 ) -> tuple[Any, Any]:
     """The meter's usage per window over ``span`` and its top customers there."""
-    _, report = listings.meter_usage(
-        container.ledger,
-        container.reads,
-        business_id=business_id,
-        meter_id=meter_id,
-        customer_id=None,
-        start=span[0],
-        end=span[1],
-        window=window,
-    )
-    # Month windows: only the range's totals per customer are shown, and they are fewest.
     query = GroupQuery(
-        business_id, meter_id, None, span[0], span[1], Window.MONTH, CUSTOMER, TOP_CUSTOMERS
+        business_id, meter_id, None, span[0], span[1], window, CUSTOMER, TOP_CUSTOMERS
     )
-    _, grouped = grouped_usage(container.ledger, container.reads, query)
-    return report, grouped
+    return usage_and_top_customers(container.ledger, container.reads, query)
 
 
 def _customer_names(container: Container, business_id: str, ids: list[str]) -> dict[str, str]:
