@@ -130,8 +130,8 @@ async def signed_in(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """The guard of every dashboard page but sign-in: a session whose key still works."""
-    if handler.opt.get(ANONYMOUS):
-        return
+    if handler.opt.get(ANONYMOUS) or connection.scope.get("method") == "OPTIONS":
+        return  # Litestar answers OPTIONS itself (Allow, CORS): nothing of a business shows
     session = connection.scope.get("session")
     if not isinstance(session, Mapping) or "key" not in session:
         raise SignInRequiredError()
