@@ -6,6 +6,7 @@ reached the log's head as of the request, then reads them; none reads the log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,14 @@ JsonRows = list[dict[str, Any]]
 def customers(reads: Reads, query: CustomerQuery) -> list[CustomerView]:
     reads.fresh(CATALOGUE)
     return reads.catalogue.list_customers(query)
+
+
+def customer_names(reads: Reads, business_id: str, ids: Sequence[str]) -> dict[str, str]:
+    """The names of the business's customers ``ids`` in one read (an unknown id names
+    itself)."""
+    reads.fresh(CATALOGUE)
+    found = reads.catalogue.customers_by_id(business_id, set(ids))
+    return {i: found[i].name if i in found else i for i in ids}
 
 
 def meters(reads: Reads, query: MeterQuery) -> list[MeterView]:

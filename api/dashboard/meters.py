@@ -26,7 +26,7 @@ from api.dashboard.pages import PAGE_SIZE, business, flash, page_number, pager, 
 from api.dashboard.session import FormBody
 from api.routes.common import container_of
 from application import listings
-from application.errors import InvalidRequestError, NotFoundError
+from application.errors import InvalidRequestError
 from application.usage_groups import CUSTOMER, GroupQuery, usage_and_top_customers
 from application.usage_report import Window
 from application.views import EventQuery, MeterQuery, MeterView
@@ -266,13 +266,7 @@ def _usage(
 
 
 def _customer_names(container: Container, business_id: str, ids: list[str]) -> dict[str, str]:
-    names = {}
-    for customer_id in ids:
-        try:
-            names[customer_id] = container.ledger.customer(business_id, customer_id).name
-        except NotFoundError:
-            names[customer_id] = customer_id
-    return names
+    return listings.customer_names(container.reads, business_id, ids)
 
 
 @get("/meters/{meter_id:str}", name="dashboard:meter", sync_to_thread=True)
