@@ -124,7 +124,17 @@ class CatalogueProjection:
     def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
         changes = CatalogueChanges()
         versions: dict[UUID, tuple[type[Aggregate.Event], int]] = {}
-        for position, domain_event in batch:
+        kinds = (
+            Customer.Registered,
+            InvoiceRecord.Finalized,
+            Meter.Event,
+            Product.Event,
+            WebhookEndpoint.Event,
+            CreditEntitlement.Event,
+            Subscription.Event,
+            Customer.Updated,
+        )
+        for position, domain_event in batch.of(*kinds):
             if isinstance(domain_event, Customer.Registered):
                 changes.customers.append(customer_view(domain_event))
             elif isinstance(domain_event, InvoiceRecord.Finalized):

@@ -92,7 +92,7 @@ class CreditBalanceProjection:
     def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
         versions: dict[UUID, int] = {}
         touched: dict[UUID, set[str]] = {}
-        for _, e in batch:
+        for _, e in batch.of(CreditAccount.Event):
             if isinstance(e, CreditAccount.Event):
                 versions[e.originator_id] = e.originator_version
                 touched.setdefault(e.originator_id, set()).update(grants_named(e))

@@ -246,7 +246,16 @@ class OutboxProjection:
         route_changes: list[tuple[int, Route]] = []
         accounts: dict[UUID, list[tuple[int, CreditAccount.Event]]] = {}
         usage: list[tuple[int, UsageEvent.Recorded | UsageEvent.Voided]] = []
-        for position, e in batch:
+        kinds = (
+            CreditAccount.Event,
+            UsageEvent.Recorded,
+            UsageEvent.Voided,
+            WebhookEndpoint.Event,
+            Subscription.Event,
+            InvoiceRecord.Finalized,
+            UsageAlert.Event,
+        )
+        for position, e in batch.of(*kinds):
             if isinstance(e, CreditAccount.Event):
                 accounts.setdefault(e.originator_id, []).append((position, e))
             elif isinstance(e, UsageEvent.Recorded | UsageEvent.Voided):

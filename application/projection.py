@@ -21,9 +21,9 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -50,6 +50,8 @@ class Batch:
 
     notifications: Sequence[Notification]
     events: Sequence[DomainEvent]
+    # event class -> the indexes of its events, in log order: made once per batch
+    _by_type: dict[type, list[int]] = field(default_factory=dict, compare=False, repr=False)
 
     def after(self, position: int) -> Batch:
         """The part of the batch after log position ``position``."""
@@ -62,6 +64,25 @@ class Batch:
     def __iter__(self) -> Iterator[tuple[int, DomainEvent]]:
         """(position, event) pairs, in log order."""
         return zip((n.id for n in self.notifications), self.events, strict=True)
+
+    def of(self, *kinds: type) -> list[tuple[int, Any]]:
+        """(position, event) pairs of the events that are instances of ``kinds``, in
+        log order: a projection skips the rest (most of a batch is usage) without
+        looking at each."""
+        by_type = self._by_type
+        if not by_type and self.events:
+            for index, event in enumerate(self.events):
+                found = by_type.get(type(event))
+                if found is None:
+                    by_type[type(event)] = [index]
+                else:
+                    found.append(index)
+        chosen = [indexes for kind, indexes in by_type.items() if issubclass(kind, kinds)]
+        if not chosen:
+            return []
+        indexes = chosen[0] if len(chosen) == 1 else sorted(i for part in chosen for i in part)
+        notifications, events = self.notifications, self.events
+        return [(notifications[i].id, events[i]) for i in indexes]
 
     def __len__(self) -> int:
         return len(self.events)
@@ -104,12 +125,22 @@ class Projector:
         batch_size: int = 1000,
         poll_interval: float = 0.05,
         read_wait: float = 5.0,
+        reads: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.app = app
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.read_wait = read_wait
         self._projections: dict[str, Projection] = {p.name: p for p in projections}
+        # Which projections' rows each one reads: it is applied after them, the others
+        # of a batch side by side (one waits on the database while another computes).
+        # Without it, each projection comes after the one before it.
+        self._reads = (
+            {n: set(reads.get(n, ())) for n in self._projections}
+            if reads is not None
+            else {n: set(list(self._projections)[:i]) for i, n in enumerate(self._projections)}
+        )
+        self._workers: ThreadPoolExecutor | None = None
         self._known: dict[str, int] = {}
         self.errors: dict[str, BaseException] = {}
         self._retry_at: dict[str, float] = {}
@@ -208,27 +239,59 @@ class Projector:
 
     def _apply_each(self, found: _Read, names: Sequence[str], *, strict: bool) -> None:
         tracking = Tracking(self.app.name, found.through)
-        for name in names:
-            after = self._known[name]
-            if found.through <= after or after < found.start:
-                continue  # done already, or behind what this batch holds
-            projection = self._projections[name]
+        for wave in self._waves(names):
+            if len(wave) == 1:
+                self._apply_one(wave[0], found, tracking, strict=strict)
+                continue
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(
+                    len(self._projections), thread_name_prefix="projection"
+                )
             try:
-                projection.process(found.batch.after(after), tracking, after)
-            except MOVED:
-                moved = self.position(name)
-                if moved == after:
-                    raise
-                log.info("projection_moved", projection=name, position=moved)
-                self._known[name] = moved
+                runs = [
+                    self._workers.submit(self._apply_one, name, found, tracking, strict=strict)
+                    for name in wave
+                ]
+            except RuntimeError:  # stopped meanwhile (the container closing): one by one
+                for name in wave:
+                    self._apply_one(name, found, tracking, strict=strict)
                 continue
-            except Exception as error:
-                if strict:
-                    raise
-                self._failed(name, error)
-                continue
-            self._known[name] = found.through
-            self._succeeded(name)
+            for run in runs:  # every one finishes before the next wave, or an error is raised
+                run.exception()
+            for run in runs:
+                run.result()
+
+    def _waves(self, names: Sequence[str]) -> list[list[str]]:
+        """``names`` in groups: each after every group holding a projection it reads."""
+        level: dict[str, int] = {}
+        for name in names:
+            level[name] = 1 + max((level[n] for n in self._reads[name] if n in level), default=-1)
+        waves: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+        for name in names:
+            waves[level[name]].append(name)
+        return waves
+
+    def _apply_one(self, name: str, found: _Read, tracking: Tracking, *, strict: bool) -> None:
+        after = self._known[name]
+        if found.through <= after or after < found.start:
+            return  # done already, or behind what this batch holds
+        projection = self._projections[name]
+        try:
+            projection.process(found.batch.after(after), tracking, after)
+        except MOVED:
+            moved = self.position(name)
+            if moved == after:
+                raise
+            log.info("projection_moved", projection=name, position=moved)
+            self._known[name] = moved
+            return
+        except Exception as error:
+            if strict:
+                raise
+            self._failed(name, error)
+            return
+        self._known[name] = found.through
+        self._succeeded(name)
 
     def _failed(self, name: str, error: Exception) -> None:
         self.errors[name] = error
@@ -305,6 +368,9 @@ class Projector:
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+            self._workers = None
 
     def wait(self, names: Collection[str], position: int | None = None) -> bool:
         """Read your writes: until ``names`` have the log's head as of now (or ``position``),

@@ -139,7 +139,7 @@ class ScheduleProjection:
         wanted = {str(aggregate_id) for aggregate_id in _subscriptions_in(batch)} | givers
         known = {b.aggregate_id: b for b in self._view.subscriptions(wanted)} if wanted else {}
         touched: set[str] = set()
-        for _, e in batch:
+        for _, e in batch.of(Subscription.Event, InvoiceRecord.Finalized):
             if isinstance(e, Subscription.Event | InvoiceRecord.Finalized):
                 touched.update(_apply(known, e))
         changes = ScheduleChanges()
@@ -166,7 +166,7 @@ class ScheduleProjection:
         those grants."""
         versions: dict[str, tuple[UUID, int]] = {}
         named: dict[str, set[str]] = {}
-        for _, e in batch:
+        for _, e in batch.of(CreditAccount.Granted, CreditAccount.Expired):
             if isinstance(e, CreditAccount.Granted | CreditAccount.Expired):
                 key = str(e.originator_id)
                 versions[key] = (e.originator_id, e.originator_version)
@@ -196,7 +196,7 @@ def _expiry(account: CreditAccount, grant_id: str, known: dict[str, Billed]) -> 
 
 
 def _subscriptions_in(batch: Batch) -> Iterable[UUID]:
-    for _, e in batch:
+    for _, e in batch.of(Subscription.Event, InvoiceRecord.Finalized):
         if isinstance(e, Subscription.Event):
             yield e.originator_id
         elif isinstance(e, InvoiceRecord.Finalized):

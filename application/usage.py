@@ -179,7 +179,8 @@ class UsageProjection:
         redefined: dict[UUID, MeterDefinition] = {}
         usage: list[tuple[int, UsageEvent.Recorded]] = []
         voids: list[tuple[int, UsageEvent.Voided]] = []
-        for position, domain_event in batch:
+        kinds = (UsageEvent.Recorded, UsageEvent.Voided, Meter.Created, Meter.DefinitionChanged)
+        for position, domain_event in batch.of(*kinds):
             if isinstance(domain_event, UsageEvent.Recorded):
                 usage.append((position, domain_event))
             elif isinstance(domain_event, UsageEvent.Voided):

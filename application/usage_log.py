@@ -27,11 +27,14 @@ from domain.usage import UsageEvent
 class UsageLogStore(TrackedView, Protocol):
     def record(
         self,
-        events: Sequence[tuple[int, UsageEventView]],
+        events: Sequence[tuple[int, UsageEvent.Recorded]],
         voids: Sequence[tuple[int, VoidView]],
         tracking: Tracking,
         after: int,
-    ) -> None: ...
+    ) -> None:
+        """Write the recorded events (as they were stored: no view built per event),
+        the voids and ``tracking``, if the view is still at ``after``."""
+        ...
 
     def list_events(self, query: EventQuery) -> list[UsageEventView]: ...
 
@@ -112,11 +115,11 @@ class UsageLogProjection:
         return self._view
 
     def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
-        events: list[tuple[int, UsageEventView]] = []
+        events: list[tuple[int, UsageEvent.Recorded]] = []
         voids: list[tuple[int, VoidView]] = []
-        for position, domain_event in batch:
+        for position, domain_event in batch.of(UsageEvent.Recorded, UsageEvent.Voided):
             if isinstance(domain_event, UsageEvent.Recorded):
-                events.append((position, usage_view(domain_event)))
+                events.append((position, domain_event))
             elif isinstance(domain_event, UsageEvent.Voided):
                 voids.append((position, void_view(domain_event)))
         self._view.record(events, voids, tracking, after)

@@ -19,7 +19,7 @@ from application.projection import Projector
 from application.usage import UsageProjection
 from application.usage_log import UsageLogProjection
 from infrastructure.bootstrap import Container
-from infrastructure.projections import NAMES, make_projections, make_views, registered
+from infrastructure.projections import NAMES, READS, make_projections, make_views, registered
 
 EXAMPLES = 5
 
@@ -51,7 +51,7 @@ def compare_projections(
     mismatches: list[Mismatch] = []
     with tempfile.TemporaryDirectory(prefix="ledger-audit-") as scratch:
         views = make_views(None, lambda name: Path(scratch) / f"{name}.sqlite")
-        projector = Projector(ledger, make_projections(ledger, views), batch_size=5000)
+        projector = Projector(ledger, make_projections(ledger, views), batch_size=5000, reads=READS)
         app = ledger.name
         for done, name in enumerate(NAMES, start=1):
             tables = registered(name).tables

@@ -44,6 +44,9 @@ class Registered:
     postgres: Callable[[PostgresDatastore], Any]
     tables: tuple[str, ...]  # what a rebuild drops, what the audit compares
     make: Callable[[Ledger, Views], Projection]
+    # The projections whose rows this one reads while it applies a batch: it is applied
+    # after them; the rest of a batch's projections are applied side by side.
+    reads: tuple[str, ...] = ()
 
 
 def _account_at(ledger: Ledger) -> Callable[[Any, int], CreditAccount]:
@@ -84,6 +87,7 @@ REGISTRY: tuple[Registered, ...] = (
         lambda ledger, views: usage.UsageProjection(
             views[usage.UsageProjection.name], views[usage_log.UsageLogProjection.name], ledger.name
         ),
+        reads=(usage_log.UsageLogProjection.name,),
     ),
     Registered(
         credit_balances.CreditBalanceProjection.name,
@@ -119,6 +123,11 @@ REGISTRY: tuple[Registered, ...] = (
             ),
             outbox.cycle_finder(views[catalogue.CatalogueProjection.name].subscriptions_of, ledger),
         ),
+        reads=(
+            catalogue.CatalogueProjection.name,
+            usage_log.UsageLogProjection.name,
+            usage.UsageProjection.name,
+        ),
     ),
 )
 NAMES = tuple(entry.name for entry in REGISTRY)
@@ -147,3 +156,6 @@ def make_views(datastore: Any, sqlite_path: Callable[[str], Path]) -> dict[str, 
 
 def make_projections(ledger: Ledger, views: Views) -> list[Projection]:
     return [entry.make(ledger, views) for entry in REGISTRY]
+
+
+READS = {entry.name: entry.reads for entry in REGISTRY}

@@ -22,6 +22,7 @@ from psycopg.sql import SQL
 from application.tally import HourKey, Recorded
 from application.views import EventQuery, UsageEventView, VoidView
 from domain.meter import UsageRecord
+from domain.usage import UsageEvent
 from infrastructure.codec import decode_metadata, encode_metadata, from_micros, to_micros
 from infrastructure.sql import Table, TrackedSQL, tuples
 
@@ -98,7 +99,7 @@ class UsageLogSQL(TrackedSQL):
 
     def record(
         self,
-        events: Sequence[tuple[int, UsageEventView]],
+        events: Sequence[tuple[int, UsageEvent.Recorded]],
         voids: Sequence[tuple[int, VoidView]],
         tracking: Tracking,
         after: int,
