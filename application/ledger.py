@@ -118,7 +118,7 @@ class Ledger(Application[UUID]):
         self._identities = identities(self.recorder)
         self.window = window
         # Customers are never deleted, so a positive answer may be remembered.
-        self._known_customers: set[UUID] = set()
+        self._known_customers: set[tuple[str, str]] = set()  # (business, customer)
 
     # Customers
 
@@ -144,7 +144,7 @@ class Ledger(Application[UUID]):
             created_at=now,
         )
         self.save(customer)
-        self._known_customers.add(customer.id)
+        self._known_customers.add((business_id, customer.customer_id))
         return customer_view(customer)
 
     def customer(self, business_id: str, customer_id: str) -> CustomerView:
@@ -467,13 +467,35 @@ class Ledger(Application[UUID]):
         check_batch(events)
         accepted, rejected = self._validate(business_id, events, now)
         pending = {a.aggregate_id: a for a in accepted}
-        with self._identities.serialised(business_id):
-            written, duplicates = self._save_new(business_id, pending)
+        written, duplicates = self._insert_new(business_id, pending)
         return IngestOutcome(
             ingested_count=written,
             duplicates=tuple(sorted(duplicates, key=lambda d: d.index)),
             rejected=tuple(rejected),
         )
+
+    def _insert_new(
+        self, business_id: str, pending: dict[UUID, _Accepted]
+    ) -> tuple[int, list[Duplicate]]:
+        """Store the events not stored yet: in one statement where the store can skip
+        the ones it holds (its constraint decides, in one round trip), else under the
+        business's lock after a probe for the ids already there."""
+        if not pending:
+            return 0, []
+        stored = [
+            self.mapper.to_stored_event(_recorded(aggregate_id, business_id, a.fields))
+            for aggregate_id, a in pending.items()
+        ]
+        inserted = self._identities.insert_new(stored)
+        if inserted is None:
+            with self._identities.serialised(business_id):
+                return self._save_new(business_id, pending)
+        duplicates = [
+            Duplicate(a.index, a.source.event_id)
+            for aggregate_id, a in pending.items()
+            if aggregate_id not in inserted
+        ]
+        return len(inserted), duplicates
 
     def _save_new(
         self, business_id: str, pending: dict[UUID, _Accepted]
@@ -484,18 +506,8 @@ class Ledger(Application[UUID]):
                 dup = pending.pop(known)
                 duplicates.append(Duplicate(dup.index, dup.source.event_id))
             # The creating event of each UsageEvent aggregate, put straight into the
-            # event store: ingest never reads the aggregates back, and building 1,000
-            # of them per batch cost a tenth of the time.
-            fresh = [
-                UsageEvent.Recorded(  # type: ignore[call-arg]  # fields set by the library
-                    originator_id=aggregate_id,
-                    originator_version=UsageEvent.INITIAL_VERSION,
-                    originator_topic=_USAGE_TOPIC,
-                    business_id=business_id,
-                    **a.fields,
-                )
-                for aggregate_id, a in pending.items()
-            ]
+            # event store: ingest never reads the aggregates back.
+            fresh = [_recorded(i, business_id, a.fields) for i, a in pending.items()]
             try:
                 recordings = self.events.put(fresh) if fresh else []
             except IntegrityError:
@@ -536,15 +548,41 @@ class Ledger(Application[UUID]):
         }
 
     def _customer_exists(self, business_id: str, customer_id: str) -> bool:
-        aggregate_id = customer_aggregate_id(business_id, customer_id)
-        if aggregate_id in self._known_customers:
+        known = (business_id, customer_id)
+        if known in self._known_customers:
             return True
-        if not self.recorder.select_events(aggregate_id, limit=1):
+        if not self.recorder.select_events(customer_aggregate_id(*known), limit=1):
             return False
         if len(self._known_customers) >= _KNOWN_CUSTOMERS_CAP:
             self._known_customers.clear()
-        self._known_customers.add(aggregate_id)
+        self._known_customers.add(known)
         return True
+
+
+def _recorded(
+    aggregate_id: UUID, business_id: str, fields: Mapping[str, Any]
+) -> UsageEvent.Recorded:
+    """The creating event of a UsageEvent aggregate, as the library would make it (the
+    same fields, in the same order, so the same stored bytes) without the frozen
+    dataclass's per-field ``__init__``: ingest makes one per event."""
+    event: UsageEvent.Recorded = object.__new__(UsageEvent.Recorded)
+    object.__setattr__(
+        event,
+        "__dict__",
+        {
+            "originator_id": aggregate_id,
+            "originator_version": UsageEvent.INITIAL_VERSION,
+            "timestamp": fields["timestamp"],
+            "originator_topic": _USAGE_TOPIC,
+            "business_id": business_id,
+            "event_id": fields["event_id"],
+            "customer_id": fields["customer_id"],
+            "event_name": fields["event_name"],
+            "metadata": fields["metadata"],
+            "received_at": fields["received_at"],
+        },
+    )
+    return event
 
 
 def check_batch(events: Sequence[EventInput]) -> None:

@@ -6,16 +6,24 @@ Each projection's own view protocol is beside the projection (``catalogue``,
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 
 class StoredIdentities(Protocol):
     """Answers which aggregate ids already have events in the store."""
 
     def existing(self, ids: Collection[UUID]) -> set[UUID]: ...
+
+    def insert_new(self, events: Sequence[StoredEvent]) -> set[UUID] | None:
+        """Store those of ``events`` whose (originator, version) is not stored yet, in
+        one transaction, and answer their originator ids; None where the store cannot
+        (then the caller probes with ``existing`` under ``serialised`` and saves)."""
+        ...
 
     def serialised(self, business_id: str) -> AbstractContextManager[None]:
         """While held, no other writer of this business, in any process, probes or saves.

@@ -21,6 +21,7 @@ MAX_STRING_LENGTH = 500
 # that every sum of a billing cycle stays exact under a 60-digit context.
 MAX_DIGITS = 40
 MAX_ADJUSTED_EXPONENT = 40
+_SMALL = 10 ** min(MAX_DIGITS, MAX_ADJUSTED_EXPONENT + 1)  # an int below it is in bounds
 
 MetadataValue = str | bool | int | Decimal
 Metadata = dict[str, MetadataValue]
@@ -75,6 +76,8 @@ def _check_value(key: str, value: object) -> MetadataValue:
         if isinstance(value, str) and not is_storable(value):
             raise InvalidMetadataError(f"metadata[{key!r}] contains the NUL character (U+0000)")
         return value
+    if type(value) is int and -_SMALL < value < _SMALL:
+        return value  # within every bound: no Decimal needed
     if isinstance(value, int | Decimal):
         _check_number(key, Decimal(value))
         return value

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import NAMESPACE_URL, UUID, uuid5
+from hashlib import sha1
+from uuid import NAMESPACE_URL, UUID, SafeUUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
@@ -38,8 +39,23 @@ class InvalidVoidReasonError(DomainError):
 
 
 def usage_event_id(business_id: str, event_id: str) -> UUID:
-    """The aggregate id of ``event_id`` within ``business_id``; stable forever."""
-    return uuid5(USAGE_NAMESPACE, f"{business_id}\x1f{event_id}")
+    """The aggregate id of ``event_id`` within ``business_id``; stable forever.
+
+    Exactly ``uuid5(USAGE_NAMESPACE, business_id + "\\x1f" + event_id)``, built
+    without ``UUID.__init__``'s checks: ingest derives one per event.
+    """
+    digest = sha1(_USAGE_PREFIX + f"{business_id}\x1f{event_id}".encode()).digest()  # noqa: S324 - uuid5 is SHA-1
+    value = int.from_bytes(digest[:16]) & _CLEAR_VERSION | _VERSION_5
+    found: UUID = object.__new__(UUID)
+    object.__setattr__(found, "int", value)
+    object.__setattr__(found, "is_safe", SafeUUID.unknown)
+    return found
+
+
+_USAGE_PREFIX = USAGE_NAMESPACE.bytes
+# RFC 4122: the variant bits 10 and the version 5, as uuid.UUID(bytes=..., version=5) sets
+_CLEAR_VERSION = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_VERSION_5 = (0x8000 << 48) | (5 << 76)
 
 
 class UsageEvent(Aggregate):
