@@ -1,220 +1,178 @@
-"""Ingest benchmark: the real server under concurrent batch load, against a plain COPY.
+"""Ingest benchmark: the real server under sustained batch load, against a plain COPY.
 
-Run: ``.venv/bin/python benchmarks/ingest.py [--events N] [--connections C] [--workers W]``
+Run: ``.venv/bin/python benchmarks/ingest.py [--seconds 60] [--workers 1,2,3] [--connections C]``
+
+For each worker count, on a fresh scratch database, ``ledger serve --workers W``
+takes batches of 1,000 fresh events (5 customers, tokens and model in the
+metadata) from C keep-alive connections (default 2 per worker + 2) for
+``--seconds``. Meters are made over the API first, as a user would: a count
+and a tokens sum of ``api.call``, and a count of the probe events.
+
+- events/s: usage events answered as ingested over the load window; p50/p99
+  the latency of those POSTs.
+- lag: log head minus the least projection position (``GET /health``), once a
+  second; its max, its value when the load stops, and the seconds until 0.
+- probe: once a second one event to a probe customer; another thread polls
+  ``GET /meters/{id}/usage`` for that customer; the seconds from the probe's
+  200 until the meter counts it (the target's "billable").
+- peak RSS: VmHWM of each server process, by role, sampled once a second.
+- CPU: seconds used over the load window by the server's processes, by
+  PostgreSQL's (backends of other databases left out; backends born and gone
+  between samples are missed, so approximate) and by this client; per event
+  in microseconds. "catching up" is the same from the load's end to lag 0.
+- COPY: one psycopg COPY of as many rows, at most 200,000 (prepared before
+  the clock), into a table with a primary key; ratio is ledger / COPY.
+
+Checks: every answer ingested all it carried (no duplicates or rejections);
+the meters' totals and ledger_events hold exactly what was answered; the
+server's warnings and errors are counted, the first shown. Rate limits stay
+at their defaults. Target: 25,000 events/s sustained with probe p99 <= 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
+import resource
 import secrets
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import psycopg
+from ingest_load import Batches, Client, Lags, Probe, prepare, sustain, usage
+from ingest_proc import Sampler
+from ingest_report import Result, report, table
 from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = "host=127.0.0.1 user=postgres dbname=postgres"
-BATCH = 1000
-TARGET = 10_000
-Row = tuple[str, str, str, str, dict[str, object]]
+POSTMASTER_PID = Path("/var/run/postgresql/15-main.pid")
+COPY_ROWS = 200_000  # the most the baseline copies, all prepared in memory first
+CATCH_UP_LIMIT = 120.0  # seconds the projections may take to reach the head after the load
 
 
-class Run(msgspec.Struct):
-    rows: list[Row]
-    customers: int
-    elapsed: float = 0.0
-    lags: list[int] = msgspec.field(default_factory=list)  # log head - projection, polled
-    catch_up: float = 0.0
-    rss_mib: float = 0.0
+def measure(
+    client: Client, sampler: Sampler, workers: int, connections: int, seconds: float
+) -> Result:
+    """The load with its probes and samplers, then the catch-up and the meters' check."""
+    customers, probe_customer, meters = prepare(client)
+    batches, lags = Batches(customers), Lags(client)
+    probe = Probe(client, meters["probes"], probe_customer)
+    marks, before = sampler.cpu_marks(), resource.getrusage(resource.RUSAGE_SELF)
+    probe.start()
+    lags.thread.start()
+    load = sustain(client, batches, connections, seconds)
+    stopped = time.perf_counter()
+    probe.stopping.set()  # no more probes; those in flight are still timed
+    lags.stopping.set()
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    server, postgres = sampler.cpu_seconds(marks)
+    own = used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
+    result = Result(
+        workers=workers,
+        connections=connections,
+        load=load,
+        probes=probe.delays,
+        lags=lags.samples,
+        cpu={"server": server, "postgres": postgres, "client": own},
+    )
+    catch_up(client, sampler, result, stopped)
+    probe.finish()
+    lags.thread.join()
+    expected = {"calls": load.events, "tokens": load.tokens, "probes": len(probe.delays)}
+    for name, meter_id in meters.items():
+        total = usage(client, meter_id).total
+        if total != Decimal(expected[name]):
+            raise RuntimeError(f"meter {name} totals {total}, answered {expected[name]:,}")
+    return result
 
 
-def request(
-    port: int,
-    method: str,
-    path: str,
-    key: str,
-    body: bytes | None = None,
-    conn: http.client.HTTPConnection | None = None,
-) -> tuple[int, bytes]:
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    conn.request(method, path, body=body, headers=headers)
-    response = conn.getresponse()
-    return response.status, response.read()
+def catch_up(client: Client, sampler: Sampler, result: Result, stopped: float) -> None:
+    """The lag when the load stopped, the seconds until 0, and the CPU that took."""
+    marks, conn = sampler.cpu_marks(), client.connect()
+    try:
+        lag = result.lag_end = client.lag(conn)
+        while lag > 0 and time.perf_counter() - stopped < CATCH_UP_LIMIT:
+            time.sleep(0.1)
+            lag = client.lag(conn)
+    finally:
+        conn.close()
+    result.catch_up = time.perf_counter() - stopped
+    if lag > 0:
+        raise RuntimeError(f"projections still {lag:,} behind {CATCH_UP_LIMIT:.0f} s after load")
+    server, postgres = sampler.cpu_seconds(marks)
+    result.after = {"server": server, "postgres": postgres}
 
 
-def wait_healthy(port: int, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"server exited early with code {server.returncode}")
-        try:
-            if request(port, "GET", "/health", "")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("server did not become healthy in time")
-
-
-def make_rows(count: int, customers: list[str]) -> list[Row]:
-    now, run = datetime.now(UTC), secrets.token_hex(4)
-    return [
+def copy_baseline(dburl: str, count: int) -> float:
+    """Rows/s of one plain COPY of ``count`` rows like the load's into a logged table."""
+    customers = [f"cus_{n}" for n in range(5)]
+    batches = Batches(customers)
+    rows = [
         (
-            f"evt_{run}_{i:08d}",
-            customers[i % len(customers)],
+            f"row_{i:010d}",
+            customers[i % 5],
             "api.call",
-            (now - timedelta(seconds=i % 3000, microseconds=i % 997)).isoformat(),
-            {"tokens": i % 5000, "model": "gpt", "cost": 0.0123},
+            batches.stamps[i % 3000],
+            Jsonb(msgspec.structs.asdict(batches.metas[(i * 7919) % 5000])),
         )
         for i in range(count)
     ]
-
-
-def encode_batches(rows: list[Row]) -> list[bytes]:
-    keys = ("event_id", "customer_id", "event_name", "timestamp", "metadata")
-    return [
-        msgspec.json.encode(
-            {"events": [dict(zip(keys, r, strict=True)) for r in rows[s : s + BATCH]]}
-        )
-        for s in range(0, len(rows), BATCH)
-    ]
-
-
-def send_all(port: int, key: str, bodies: list[bytes], connections: int) -> tuple[int, float]:
-    """Each thread has one keep-alive connection; returns (sum of ingested_count, seconds)."""
-    decoder, failed = msgspec.json.Decoder(), threading.Event()
-
-    def post(conn: http.client.HTTPConnection, body: bytes) -> int:
-        status, raw = request(port, "POST", "/events/ingest", key, body, conn)
-        if status != 200:
-            raise RuntimeError(f"POST /events/ingest answered {status}: {raw[:500]!r}")
-        result = decoder.decode(raw)
-        if result["duplicates"] or result["rejected"]:
-            raise RuntimeError(f"unexpected duplicates/rejections: {raw[:500]!r}")
-        return int(result["ingested_count"])
-
-    def worker(mine: list[bytes]) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        try:
-            return sum(post(conn, body) for body in mine if not failed.is_set())
-        except BaseException:
-            failed.set()  # the other connections stop too
-            raise
-        finally:
-            conn.close()
-
-    with ThreadPoolExecutor(connections) as pool:
-        started = time.perf_counter()
-        ingested = sum(pool.map(worker, [bodies[i::connections] for i in range(connections)]))
-        return ingested, time.perf_counter() - started
-
-
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM of ``pid`` plus that of all its descendants."""
-    status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    total = sum(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        total += sum(peak_rss_kib(int(child)) for child in children.read_text().split())
-    return total
-
-
-def load(
-    port: int, key: str, events: int, connections: int, server: subprocess.Popen[bytes]
-) -> Run:
-    """Customers, then the timed ingest, then how long the projection takes to catch up."""
-    customers = []
-    for n in range(5):
-        body = msgspec.json.encode({"email": f"bench{n}@example.com", "name": f"Bench {n}"})
-        status, raw = request(port, "POST", "/customers", key, body)
-        if status != 200:
-            raise RuntimeError(f"POST /customers answered {status}: {raw[:500]!r}")
-        customers.append(msgspec.json.decode(raw)["customer_id"])
-    run = Run(make_rows(events, customers), len(customers))
-    bodies = encode_batches(run.rows)  # encoded before the clock starts
-    ingested, run.elapsed = send_all(port, key, bodies, connections)
-    if ingested != events:
-        raise RuntimeError(f"ingested_count summed to {ingested:,}, sent {events:,}")
-    started = time.perf_counter()
-    while not run.lags or (run.lags[-1] > 0 and time.perf_counter() - started < 60):
-        health = msgspec.json.decode(request(port, "GET", "/health", key)[1])
-        run.lags.append(health["log_position"] - health["projection_position"])
-        time.sleep(0.05 if run.lags[-1] else 0)
-    run.catch_up = time.perf_counter() - started
-    run.rss_mib = peak_rss_kib(server.pid) / 1024
-    if server.poll() is not None:
-        raise RuntimeError(f"server died with code {server.returncode}")
-    return run
-
-
-def copy_baseline(dburl: str, rows: list[Row]) -> float:
-    """Rows/s of one plain COPY into a logged table with a primary key."""
     with psycopg.connect(dburl) as conn:
         conn.execute(
             "CREATE TABLE bench_copy (event_id text PRIMARY KEY, customer_id text NOT NULL, "
             "event_name text NOT NULL, timestamp timestamptz NOT NULL, metadata jsonb)"
         )
         conn.commit()
-        prepared = [(e, c, n, t, Jsonb(m)) for e, c, n, t, m in rows]
         started = time.perf_counter()
         with conn.cursor().copy("COPY bench_copy FROM STDIN") as copy:
-            for row in prepared:
+            for row in rows:
                 copy.write_row(row)
         conn.commit()
         elapsed = time.perf_counter() - started
         copied = conn.execute("SELECT count(*) FROM bench_copy").fetchone()
-        if copied is None or copied[0] != len(rows):
-            raise RuntimeError(f"COPY stored {copied}, sent {len(rows):,}")
-    return len(rows) / elapsed
+    if copied is None or copied[0] != count:
+        raise RuntimeError(f"COPY stored {copied}, sent {count:,}")
+    return count / elapsed
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         server.send_signal(signal.SIGTERM)
         try:
-            server.wait(timeout=10)
+            server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
 
 
-def serve_and_load(
-    dburl: str, events: int, connections: int, workers: int
-) -> tuple[Run, list[str]]:
-    key, port = secrets.token_urlsafe(24), free_port()
-    env = {
-        **os.environ,
-        "LEDGER_DATABASE_URL": dburl,
-        "LEDGER_BOOTSTRAP_API_KEY": key,
-        "LEDGER_LOG_LEVEL": "warning",
-        "LEDGER_BACKDATE_WINDOW": "P1D",
-    }
-    command = [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers), "--port"]
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen([*command, str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
+def wait_healthy(client: Client, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited early with code {server.returncode}")
+        conn = client.connect()
         try:
-            wait_healthy(port, server)
-            run = load(port, key, events, connections, server)
-        except BaseException:
-            stop(server)
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-4000:])  # its last words
-            raise
-        stop(server)
-        log.seek(0)
-        return run, log.read().decode(errors="replace").strip().splitlines()
+            client.lag(conn)
+        except (OSError, RuntimeError):
+            time.sleep(0.2)
+            continue
+        finally:
+            conn.close()
+        return
+    raise RuntimeError("server did not become healthy in time")
+
+
+def alive(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        raise RuntimeError(f"server died with code {server.returncode}")
 
 
 def free_port() -> int:
@@ -223,66 +181,94 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def report(dburl: str, events: int, connections: int, workers: int) -> None:
-    run, server_log = serve_and_load(dburl, events, connections, workers)
-    with psycopg.connect(dburl) as db:
-        query = "SELECT count(*) FILTER (WHERE topic LIKE '%UsageEvent%'), count(*) FROM "
-        usage, rows_in_log = db.execute(query + "ledger_events").fetchone() or (0, 0)
-        version = str((db.execute("SHOW server_version").fetchone() or ("?",))[0]).split()[0]
-    if usage != events or rows_in_log != events + run.customers:
-        raise RuntimeError(
-            f"store holds {usage:,} usage events, {rows_in_log:,} rows; sent {events:,}"
+def serve_and_measure(dbname: str, workers: int, connections: int, seconds: float) -> Result:
+    """The server on the scratch database, measured, stopped; its log kept."""
+    client = Client(free_port(), secrets.token_urlsafe(24))
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}",
+        "LEDGER_BOOTSTRAP_API_KEY": client.key,
+        "LEDGER_LOG_LEVEL": "warning",
+        "LEDGER_BACKDATE_WINDOW": "P1D",
+    }
+    command = [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers)]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [*command, "--port", str(client.port)], cwd=ROOT, env=env, stdout=log, stderr=log
         )
-    copy_rate = copy_baseline(dburl, run.rows)
-    rate = events / run.elapsed
-    problems = [line for line in server_log if "warn" in line.lower() or "error" in line.lower()]
-    caught = "caught up" if run.lags[-1] == 0 else f"still {run.lags[-1]:,} behind"
-    print(
-        f"ingest benchmark: {events:,} events, batches of {BATCH:,}, {connections} connections, "
-        f"{workers} server worker(s), PostgreSQL {version}, {os.cpu_count()} cores"
-    )
-    print(
-        f"ledger POST /events/ingest : {rate:,.0f} events/s  ({run.elapsed:.1f} s)  "
-        f"server peak RSS {run.rss_mib:,.0f} MiB"
-    )
-    print(
-        f"store check                : {usage:,} usage events in ledger_events, exact "
-        f"(+{rows_in_log - usage} customer events)"
-    )
-    print(
-        f"projections                : {run.lags[0]:,} events behind when sending ended, "
-        f"{caught} after {run.catch_up:.1f} s"
-    )
-    print(f"server log                 : {len(server_log)} lines, {len(problems)} warnings/errors")
-    for line in problems[:5]:
-        print(f"  {line[:200]}")
-    print(f"baseline psycopg COPY      : {copy_rate:,.0f} rows/s")
-    print(f"ratio ledger / COPY        : {rate / copy_rate:.3f}")
-    print(f"target >= {TARGET:,} events/s  : {'met' if rate >= TARGET else 'NOT met'}")
+        sampler = Sampler(server.pid, int(POSTMASTER_PID.read_text().split()[0]), dbname)
+        try:
+            wait_healthy(client, server)
+            sampler.thread.start()
+            result = measure(client, sampler, workers, connections, seconds)
+            alive(server)
+        except BaseException:
+            stop(server)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-4000:])  # its last words
+            raise
+        finally:
+            sampler.stopping.set()
+        stop(server)
+        log.seek(0)
+        result.log = log.read().decode(errors="replace").strip().splitlines()
+        result.processes = sorted(sampler.server.values(), key=lambda p: (p.role, p.pid))
+    return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1, help="ledger serve --workers")
-    args = parser.parse_args()
-    if min(args.events, args.connections, args.workers) < 1:
-        parser.error("--events, --connections and --workers must be positive")
+def run_once(workers: int, connections: int, seconds: float) -> Result:
+    """One worker count on its own scratch database, dropped at the end whatever happens."""
     dbname = f"ledger_bench_{secrets.token_hex(4)}"
+    dburl = f"postgresql://postgres@127.0.0.1:5432/{dbname}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     try:
-        report(
-            f"postgresql://postgres@127.0.0.1:5432/{dbname}",
-            args.events,
-            args.connections,
-            args.workers,
-        )
+        result = serve_and_measure(dbname, workers, connections, seconds)
+        with psycopg.connect(dburl) as db:
+            query = "SELECT count(*) FILTER (WHERE topic LIKE '%UsageEvent%'), count(*) FROM "
+            result.store = db.execute(query + "ledger_events").fetchone() or (0, 0)
+        if result.store[0] != result.load.events + len(result.probes):
+            raise RuntimeError(
+                f"store holds {result.store[0]:,} usage events; answered "
+                f"{result.load.events + len(result.probes):,}"
+            )
+        rows = min(result.load.events, COPY_ROWS)
+        result.copy = (rows, copy_baseline(dburl, rows))
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    return 0
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the load")
+    parser.add_argument("--workers", default="1,2,3", help="comma list of ledger serve --workers")
+    parser.add_argument(
+        "--connections", type=int, help="client connections (default 2 a worker + 2)"
+    )
+    args = parser.parse_args()
+    counts = [int(w) for w in args.workers.split(",")]
+    if min(counts) < 1 or args.seconds <= 0 or (args.connections or 1) < 1:
+        parser.error("--seconds, --workers and --connections must be positive")
+    with psycopg.connect(ADMIN) as admin:
+        version = str((admin.execute("SHOW server_version").fetchone() or ("?",))[0]).split()[0]
+    results, failed = [], []
+    for workers in counts:
+        try:
+            result = run_once(workers, args.connections or 2 * workers + 2, args.seconds)
+        except Exception as error:  # noqa: BLE001 - the other worker counts still run
+            print(f"\n{workers} worker(s): FAILED: {error}", file=sys.stderr)
+            failed.append(workers)
+            continue
+        report(result, version, args.seconds)
+        results.append(result)
+    table(results)
+    for workers in failed:
+        print(f"{workers} worker(s): FAILED (see above)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
