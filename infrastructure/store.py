@@ -67,13 +67,15 @@ class BinaryArrayPostgresRecorder(PostgresApplicationRecorder):
         self._notify_channel(curs)
         curs.execute(self.insert_events_statement, _columns(stored_events))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_new(self, stored_events: Sequence[StoredEvent]) -> set[UUID]:
         """Insert the events whose (originator, version) is not stored yet; their ids.
 
         One pipelined transaction (the library's table lock and NOTIFY, then the
         insert), so one round trip: the primary key skips what is there already,
         whichever writer stored it, with no probe before and no lock held between.
+        Not retried here: with the store away the request is answered 503 at once
+        (the client repeats it; nothing doubles), and a commit whose answer was lost
+        must not come back as "duplicates" of itself.
         """
         problem: Exception | None = None
         inserted: set[UUID] = set()
