@@ -19,6 +19,7 @@ and the projector carries on from where the view is.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -106,6 +107,14 @@ class Projection(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class _Ahead:
+    """The read of the batch after ``start``, under way."""
+
+    start: int
+    future: Future[_Read]
+
+
+@dataclass(frozen=True, slots=True)
 class _Read:
     """A batch read after ``start``; ``through`` is the last position it holds."""
 
@@ -141,6 +150,8 @@ class Projector:
             else {n: set(list(self._projections)[:i]) for i, n in enumerate(self._projections)}
         )
         self._workers: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None  # the following thread's read-ahead
+        self._ahead: _Ahead | None = None
         self._known: dict[str, int] = {}
         self.errors: dict[str, BaseException] = {}
         self._retry_at: dict[str, float] = {}
@@ -316,10 +327,23 @@ class Projector:
         if not active:
             return 0
         start = min(self._known[n] for n in active)
-        found = self._read(start)
+        found = self._read_ahead(start)
         if found.through > start:
             self._apply(found, active, strict=False)
         return len(found.batch)
+
+    def _read_ahead(self, start: int) -> _Read:
+        """The batch after ``start``: read while the one before it was applied when that
+        one was full (the log is busy), else now; a full one starts the next read."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.start == start:
+            found = ahead.future.result()
+        else:
+            found = self._read(start)
+        if len(found.batch) == self.batch_size and self._reader is not None:
+            with contextlib.suppress(RuntimeError):  # stopping: read it next time, if any
+                self._ahead = _Ahead(found.through, self._reader.submit(self._read, found.through))
+        return found
 
     def start(self) -> None:
         """Follow the log in a thread; while one follows, starting again changes nothing
@@ -327,6 +351,7 @@ class Projector:
         if self.running:
             return
         self._stopping.clear()
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="projector-read")
         self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
         self._thread.start()
 
@@ -368,9 +393,11 @@ class Projector:
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
-        if self._workers is not None:
-            self._workers.shutdown(wait=True)
-            self._workers = None
+        for pool in (self._workers, self._reader):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._workers = self._reader = None
+        self._ahead = None
 
     def wait(self, names: Collection[str], position: int | None = None) -> bool:
         """Read your writes: until ``names`` have the log's head as of now (or ``position``),
