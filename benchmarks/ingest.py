@@ -59,7 +59,12 @@ CATCH_UP_LIMIT = 120.0  # seconds the projections may take to reach the head aft
 
 
 def measure(
-    client: Client, sampler: Sampler, workers: int, connections: int, seconds: float
+    client: Client,
+    sampler: Sampler,
+    workers: int,
+    connections: int,
+    seconds: float,
+    rate: float = 0.0,
 ) -> Result:
     """The load with its probes and samplers, then the catch-up and the meters' check."""
     customers, probe_customer, meters = prepare(client)
@@ -68,7 +73,7 @@ def measure(
     marks, before = sampler.cpu_marks(), resource.getrusage(resource.RUSAGE_SELF)
     probe.start()
     lags.thread.start()
-    load = sustain(client, batches, connections, seconds)
+    load = sustain(client, batches, connections, seconds, rate)
     stopped = time.perf_counter()
     probe.stopping.set()  # no more probes; those in flight are still timed
     lags.stopping.set()
@@ -181,7 +186,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_and_measure(dbname: str, workers: int, connections: int, seconds: float) -> Result:
+def serve_and_measure(
+    dbname: str, workers: int, connections: int, seconds: float, rate: float
+) -> Result:
     """The server on the scratch database, measured, stopped; its log kept."""
     client = Client(free_port(), secrets.token_urlsafe(24))
     env = {
@@ -200,7 +207,7 @@ def serve_and_measure(dbname: str, workers: int, connections: int, seconds: floa
         try:
             wait_healthy(client, server)
             sampler.thread.start()
-            result = measure(client, sampler, workers, connections, seconds)
+            result = measure(client, sampler, workers, connections, seconds, rate)
             alive(server)
         except BaseException:
             stop(server)
@@ -216,14 +223,14 @@ def serve_and_measure(dbname: str, workers: int, connections: int, seconds: floa
     return result
 
 
-def run_once(workers: int, connections: int, seconds: float) -> Result:
+def run_once(workers: int, connections: int, seconds: float, rate: float = 0.0) -> Result:
     """One worker count on its own scratch database, dropped at the end whatever happens."""
     dbname = f"ledger_bench_{secrets.token_hex(4)}"
     dburl = f"postgresql://postgres@127.0.0.1:5432/{dbname}"
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     try:
-        result = serve_and_measure(dbname, workers, connections, seconds)
+        result = serve_and_measure(dbname, workers, connections, seconds, rate)
         with psycopg.connect(dburl) as db:
             query = "SELECT count(*) FILTER (WHERE topic LIKE '%UsageEvent%'), count(*) FROM "
             result.store = db.execute(query + "ledger_events").fetchone() or (0, 0)
@@ -249,6 +256,9 @@ def main() -> int:
     parser.add_argument(
         "--connections", type=int, help="client connections (default 2 a worker + 2)"
     )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="events/s offered (default 0: as fast as it takes)"
+    )
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     if min(counts) < 1 or args.seconds <= 0 or (args.connections or 1) < 1:
@@ -258,7 +268,7 @@ def main() -> int:
     results, failed = [], []
     for workers in counts:
         try:
-            result = run_once(workers, args.connections or 2 * workers + 2, args.seconds)
+            result = run_once(workers, args.connections or 2 * workers + 2, args.seconds, args.rate)
         except Exception as error:  # noqa: BLE001 - the other worker counts still run
             print(f"\n{workers} worker(s): FAILED: {error}", file=sys.stderr)
             failed.append(workers)

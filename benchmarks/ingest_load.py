@@ -127,16 +127,25 @@ def check(answer: IngestRead, events: int = BATCH) -> None:
         raise RuntimeError(f"unexpected ingest answer: {answer}")
 
 
-def sustain(client: Client, batches: Batches, connections: int, seconds: float) -> Load:
-    """Each thread posts batches on its own keep-alive connection until the time is up."""
+def sustain(
+    client: Client, batches: Batches, connections: int, seconds: float, rate: float = 0.0
+) -> Load:
+    """Each thread posts batches on its own keep-alive connection until the time is up;
+    with ``rate`` (events/s), batch n is not sent before n * 1,000 / rate seconds in."""
     decoder, failed = msgspec.json.Decoder(IngestRead), threading.Event()
     started = time.perf_counter()
     deadline = started + seconds
+    slots = itertools.count()  # next() on it is atomic under the GIL
 
     def worker() -> Load:
         mine, conn = Load(), client.connect()
         try:
             while time.perf_counter() < deadline and not failed.is_set():
+                if rate > 0:
+                    due = started + next(slots) * BATCH / rate
+                    if due >= deadline:
+                        break
+                    time.sleep(max(0.0, due - time.perf_counter()))
                 body, tokens = batches.next()
                 sent = time.perf_counter()
                 answer = decoder.decode(client.call(conn, "POST", "/events/ingest", body))
