@@ -93,9 +93,8 @@ class CreditBalanceProjection:
         versions: dict[UUID, int] = {}
         touched: dict[UUID, set[str]] = {}
         for _, e in batch.of(CreditAccount.Event):
-            if isinstance(e, CreditAccount.Event):
-                versions[e.originator_id] = e.originator_version
-                touched.setdefault(e.originator_id, set()).update(grants_named(e))
+            versions[e.originator_id] = e.originator_version
+            touched.setdefault(e.originator_id, set()).update(grants_named(e))
         accounts = [(self._account_at(i, v), touched[i]) for i, v in versions.items()]
         self._view.record(accounts, tracking, after)
 

@@ -140,8 +140,7 @@ class ScheduleProjection:
         known = {b.aggregate_id: b for b in self._view.subscriptions(wanted)} if wanted else {}
         touched: set[str] = set()
         for _, e in batch.of(Subscription.Event, InvoiceRecord.Finalized):
-            if isinstance(e, Subscription.Event | InvoiceRecord.Finalized):
-                touched.update(_apply(known, e))
+            touched.update(_apply(known, e))
         changes = ScheduleChanges()
         for aggregate_id in sorted(touched):
             billed = known[aggregate_id]
@@ -167,13 +166,12 @@ class ScheduleProjection:
         versions: dict[str, tuple[UUID, int]] = {}
         named: dict[str, set[str]] = {}
         for _, e in batch.of(CreditAccount.Granted, CreditAccount.Expired):
-            if isinstance(e, CreditAccount.Granted | CreditAccount.Expired):
-                key = str(e.originator_id)
-                versions[key] = (e.originator_id, e.originator_version)
-                grants = named.setdefault(key, set())
-                grants.add(e.grant_id)
-                if isinstance(e, CreditAccount.Expired) and e.child_grant_id:
-                    grants.add(e.child_grant_id)
+            key = str(e.originator_id)
+            versions[key] = (e.originator_id, e.originator_version)
+            grants = named.setdefault(key, set())
+            grants.add(e.grant_id)
+            if isinstance(e, CreditAccount.Expired) and e.child_grant_id:
+                grants.add(e.child_grant_id)
         accounts = {}
         for key, (aggregate_id, version) in versions.items():
             found = self._aggregate_at(aggregate_id, version)

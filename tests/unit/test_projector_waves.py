@@ -1,0 +1,92 @@
+"""The projector applies a projection after those whose rows it reads; Batch.of picks kinds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+from eventsourcing.persistence import Notification, Tracking
+
+from application.projection import Batch, Projector, _Read
+
+
+class Base:
+    pass
+
+
+class Kind(Base):
+    pass
+
+
+class Other:
+    pass
+
+
+def batch_of(events: list[object]) -> Batch:
+    notifications = [
+        Notification(id=i + 1, originator_id=uuid4(), originator_version=1, topic="t", state=b"")
+        for i in range(len(events))
+    ]
+    return Batch(notifications, events)  # type: ignore[arg-type]
+
+
+def test_of_answers_the_events_of_the_kinds_asked_in_log_order() -> None:
+    events: list[object] = [Kind(), Other(), Base(), Kind(), Other()]
+    batch = batch_of(events)
+    assert [p for p, _ in batch.of(Kind)] == [1, 4]
+    assert [p for p, _ in batch.of(Base)] == [1, 3, 4]  # subclasses count
+    assert [p for p, _ in batch.of(Other, Kind)] == [1, 2, 4, 5]
+    assert batch.of(int) == []
+    assert [p for p, _ in batch.after(3).of(Kind)] == [4]
+
+
+@dataclass
+class Recorder:
+    """A projection that notes when it started and ended; ``seconds`` long."""
+
+    name: str
+    log: list[tuple[str, str, float]]
+    seconds: float = 0.05
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def view(self) -> Any:
+        return None
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        with self.lock:
+            self.log.append((self.name, "start", time.monotonic()))
+        time.sleep(self.seconds)
+        self.log.append((self.name, "end", time.monotonic()))
+
+
+def test_a_projection_comes_after_those_it_reads_and_the_rest_side_by_side() -> None:
+    log: list[tuple[str, str, float]] = []
+    names = ("a", "b", "c", "d")
+    projector = Projector(
+        None,  # type: ignore[arg-type]  # no reads of the log here
+        [Recorder(n, log) for n in names],
+        reads={"c": ("a",), "d": ("c", "b")},
+    )
+    assert projector._waves(list(names)) == [["a", "b"], ["c"], ["d"]]
+    projector._known = dict.fromkeys(names, 0)
+    projector.app = type("App", (), {"name": "app"})()  # type: ignore[assignment]
+    try:
+        projector._apply(_Read(0, batch_of([Kind()]), 1), list(names), strict=True)
+    finally:
+        projector.stop()
+    at = {(name, what): moment for name, what, moment in log}
+    assert at["a", "end"] <= at["c", "start"]
+    assert at["c", "end"] <= at["d", "start"]
+    assert at["b", "end"] <= at["d", "start"]
+    assert at["b", "start"] < at["a", "end"]  # a and b overlapped
+    assert projector._known == dict.fromkeys(names, 1)
+
+
+def test_without_reads_each_projection_comes_after_the_one_before() -> None:
+    projector = Projector(None, [Recorder(n, []) for n in "xyz"])  # type: ignore[arg-type]
+    assert projector._waves(["x", "y", "z"]) == [["x"], ["y"], ["z"]]
+    assert projector._waves(["x", "z"]) == [["x"], ["z"]]
