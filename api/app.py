@@ -14,7 +14,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from api.auth import PUBLIC_PATHS, BearerKeyMiddleware, scope_guard
-from api.dashboard import dashboard_router, root
+from api.dashboard import DashboardOnFirstUse, root
 from api.dashboard.pages import http_error as dashboard_http_error
 from api.dashboard.session import HOME
 from api.errors import EXCEPTION_HANDLERS
@@ -112,7 +112,6 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
             portal_page,
             static_files,
             root,
-            dashboard_router(container),
         ],
         middleware=[
             RequestLogMiddleware,
@@ -137,6 +136,7 @@ def create_app(container: Container, *, follow: bool = True) -> Litestar:
         ),
         container.clock,
     )
+    DashboardOnFirstUse.install(app, container)  # /dashboard: its routes at its first request
     install_request_metrics(app)
     app.state.limits = RateLimits.per_second(
         container.settings.rate_limit_requests, container.settings.rate_limit_events

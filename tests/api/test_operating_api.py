@@ -18,6 +18,7 @@ _PARAM = re.compile(r"\{[^}]+\}")
 
 
 def every_path(client: TestClient) -> list[str]:  # type: ignore[type-arg]
+    client.app.state.dashboard.register()  # else registered at the first dashboard request
     paths = {_PARAM.sub("x1", route.path) for route in client.app.routes}
     return sorted(paths)
 
