@@ -2,6 +2,12 @@
 
 PostgreSQL databases are created per test and dropped after it, named after the
 xdist worker, so parallel workers and earlier runs never see each other's data.
+Each is a copy of a template that ``build()`` made once for this process (per
+xdist worker) when the session's tests were collected: the schema of the code
+under test and no rows of its own (the server's secrets are deleted from it, so
+every test database still makes fresh ones). The template is dropped when the
+session ends; one left by a killed run is dropped by a later one after three hours.
+A test marked ``empty_database`` gets a database with no schema at all.
 """
 
 from __future__ import annotations
@@ -50,11 +56,18 @@ class FakeClock:
         self.now += delta
 
 
-def _create_pg_database() -> str:
+def _pg_url(name: str) -> str:
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def _create_pg_database(*, schema: bool = True) -> str:
+    """A new database; with ``schema``, a copy of this process's template when there is one
+    (the same as an empty database after ``build()``)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     name = f"ledger_test_{worker}_{uuid.uuid4().hex[:10]}"
+    template = f' TEMPLATE "{_template.name}"' if schema and _template.name else ""
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{template}')
     return name
 
 
@@ -63,15 +76,103 @@ def _drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+TEMPLATE_PREFIX = "ledger_tmpl_"
+STALE_TEMPLATE_SECONDS = 3 * 3600  # a template this old was left by a killed run
+
+
+@dataclass
+class _Template:
+    name: str | None = None
+
+
+_template = _Template()
+
+
+def _build_pg_template() -> str:
+    """A database holding the schema ``build()`` makes, and no rows a test could see.
+
+    Its name holds the time it was made (``ledger_tmpl_<seconds>_<worker>_<random>``).
+    Every connection to it is closed before it is used: ``CREATE DATABASE ... TEMPLATE``
+    refuses a template anyone is connected to; then connections to it are refused.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"{TEMPLATE_PREFIX}{int(time.time())}_{worker}_{uuid.uuid4().hex[:8]}"
+    _drop_stale_templates()
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        build(Settings(database_url=_pg_url(name))).close()
+        with psycopg.connect(_pg_url(name), autocommit=True) as conn:
+            conn.execute("DELETE FROM server_secrets")  # each test database makes its own
+        _refuse_connections(name)
+    except BaseException:
+        _drop_pg_database(name)
+        raise
+    return name
+
+
+def _refuse_connections(name: str, wait: float = 10.0) -> None:
+    """No one may connect to the template from now on, and no one is connected (a closed
+    connection's server process leaves a moment after the client: it is waited for)."""
+    deadline = time.monotonic() + wait
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone()
+            if not row or not row[0]:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{row[0]} connection(s) to the template {name} still open")
+            time.sleep(0.02)
+
+
+def _drop_stale_templates() -> None:
+    oldest = time.time() - STALE_TEMPLATE_SECONDS
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        names = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                (f"{TEMPLATE_PREFIX}%",),
+            )
+        ]
+        for name in names:
+            made = name.removeprefix(TEMPLATE_PREFIX).split("_", 1)[0]
+            if made.isdigit() and int(made) < oldest:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Make the template before any test runs (never inside one: a test may have patched
+    ``secrets``), and only when the session holds a PostgreSQL test."""
+    if session.config.option.collectonly or _template.name is not None:
+        return
+    if not any(item.get_closest_marker("postgres") for item in session.items):
+        return
+    try:
+        _template.name = _build_pg_template()
+    except psycopg.OperationalError:
+        return  # no server: each PostgreSQL test fails on its own, as it would anyway
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    name, _template.name = _template.name, None
+    if name is not None:
+        _drop_pg_database(name)
+
+
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for an empty store of the parametrised kind."""
+    """A database URL for an empty store of the parametrised kind (on PostgreSQL with
+    the schema already made, unless the test is marked ``empty_database``)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/ledger.sqlite"
         return
-    name = _create_pg_database()
+    name = _create_pg_database(schema=request.node.get_closest_marker("empty_database") is None)
     try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        yield _pg_url(name)
     finally:
         _drop_pg_database(name)
 
@@ -143,8 +244,14 @@ class LiveServer:
 
 def start_live_server(container: Container) -> LiveServer:
     port = free_port()
-    config = uvicorn.Config(create_app(container), host="127.0.0.1", port=port,
-                            log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        create_app(container),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

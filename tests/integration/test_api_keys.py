@@ -269,6 +269,7 @@ OLD_TOKEN = "ldg_i_an-old-key-made-before-key-ids-0123456789"
 OLD_HASH = hashlib.sha256(OLD_TOKEN.encode()).hexdigest()
 
 
+@pytest.mark.empty_database  # it makes the first version of the table itself
 def test_a_table_of_the_first_version_is_migrated_in_place(
     settings: Settings, make_container: Callable[..., Container], clock
 ) -> None:
@@ -287,6 +288,7 @@ def test_a_table_of_the_first_version_is_migrated_in_place(
     assert container.keys.authenticate(OLD_TOKEN, clock.now) is None
 
 
+@pytest.mark.empty_database  # it makes the first version of the table itself
 def test_a_migration_run_again_changes_nothing(
     settings: Settings, make_container: Callable[..., Container], clock
 ) -> None:
