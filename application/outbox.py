@@ -245,11 +245,12 @@ class OutboxProjection:
         drafts: list[tuple[int, Draft]] = []
         route_changes: list[tuple[int, Route]] = []
         accounts: dict[UUID, list[tuple[int, CreditAccount.Event]]] = {}
-        usage: list[tuple[int, UsageEvent.Recorded | UsageEvent.Voided]] = []
+        # Usage (most of a batch) is taken as a whole, not looked at event by event.
+        usage: list[tuple[int, UsageEvent.Recorded | UsageEvent.Voided]] = batch.of(
+            UsageEvent.Recorded, UsageEvent.Voided
+        )
         kinds = (
             CreditAccount.Event,
-            UsageEvent.Recorded,
-            UsageEvent.Voided,
             WebhookEndpoint.Event,
             Subscription.Event,
             InvoiceRecord.Finalized,
@@ -258,8 +259,6 @@ class OutboxProjection:
         for position, e in batch.of(*kinds):
             if isinstance(e, CreditAccount.Event):
                 accounts.setdefault(e.originator_id, []).append((position, e))
-            elif isinstance(e, UsageEvent.Recorded | UsageEvent.Voided):
-                usage.append((position, e))
             elif isinstance(e, WebhookEndpoint.Event):
                 endpoint = self._at(WebhookEndpoint, e)
                 route_changes.append((position, Route.of(endpoint)))

@@ -45,14 +45,30 @@ REFRESH_SECONDS = 5.0  # how often the positions are read again from the views
 WAIT_POLL = 0.02  # seconds between looks at a view another process keeps
 
 
+def _position(pair: tuple[int, Any]) -> int:
+    return pair[0]
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Stored events of the log in order, each decoded once, with their positions."""
 
     notifications: Sequence[Notification]
     events: Sequence[DomainEvent]
-    # event class -> the indexes of its events, in log order: made once per batch
-    _by_type: dict[type, list[int]] = field(default_factory=dict, compare=False, repr=False)
+    # event class -> its (position, event) pairs in log order: made once, when the
+    # batch is (projections read it side by side, in threads)
+    _by_type: dict[type, list[tuple[int, DomainEvent]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        by_type = self._by_type
+        for notification, event in zip(self.notifications, self.events, strict=True):
+            pairs = by_type.get(type(event))
+            if pairs is None:
+                by_type[type(event)] = [(notification.id, event)]
+            else:
+                pairs.append((notification.id, event))
 
     def after(self, position: int) -> Batch:
         """The part of the batch after log position ``position``."""
@@ -70,20 +86,10 @@ class Batch:
         """(position, event) pairs of the events that are instances of ``kinds``, in
         log order: a projection skips the rest (most of a batch is usage) without
         looking at each."""
-        by_type = self._by_type
-        if not by_type and self.events:
-            for index, event in enumerate(self.events):
-                found = by_type.get(type(event))
-                if found is None:
-                    by_type[type(event)] = [index]
-                else:
-                    found.append(index)
-        chosen = [indexes for kind, indexes in by_type.items() if issubclass(kind, kinds)]
-        if not chosen:
-            return []
-        indexes = chosen[0] if len(chosen) == 1 else sorted(i for part in chosen for i in part)
-        notifications, events = self.notifications, self.events
-        return [(notifications[i].id, events[i]) for i in indexes]
+        chosen = [pairs for kind, pairs in self._by_type.items() if issubclass(kind, kinds)]
+        if len(chosen) == 1:
+            return list(chosen[0])
+        return sorted((pair for pairs in chosen for pair in pairs), key=_position)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -111,6 +117,7 @@ class _Ahead:
     """The read of the batch after ``start``, under way."""
 
     start: int
+    size: int
     future: Future[_Read]
 
 
@@ -132,12 +139,18 @@ class Projector:
         projections: Sequence[Projection],
         *,
         batch_size: int = 1000,
+        max_batch_size: int = 4000,
         poll_interval: float = 0.05,
         read_wait: float = 5.0,
         reads: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.app = app
         self.batch_size = batch_size
+        # Following a busy log, each full batch doubles the next one, up to this: the
+        # cost of a batch (a transaction and a tracking row per projection, a read)
+        # is spread over more events while there are more to read.
+        self.max_batch_size = max_batch_size
+        self._growth = 1  # the next live batch is this many times batch_size
         self.poll_interval = poll_interval
         self.read_wait = read_wait
         self._projections: dict[str, Projection] = {p.name: p for p in projections}
@@ -334,16 +347,31 @@ class Projector:
 
     def _read_ahead(self, start: int) -> _Read:
         """The batch after ``start``: read while the one before it was applied when that
-        one was full (the log is busy), else now; a full one starts the next read."""
+        one was full (the log is busy), else now; a full one starts the next read, of
+        twice as many (up to ``max_batch_size``)."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.start == start:
+        size = self._live_size
+        if ahead is not None and ahead.start == start and ahead.size == size:
             found = ahead.future.result()
         else:
-            found = self._read(start)
-        if len(found.batch) == self.batch_size and self._reader is not None:
+            if ahead is not None:
+                ahead.future.cancel()
+            found = self._read(start, size=size)
+        if len(found.batch) < size:
+            self._growth = 1  # caught up: small batches, each soon applied
+            return found
+        if size < self.max_batch_size:
+            self._growth *= 2
+        if self._reader is not None:
+            size = self._live_size
             with contextlib.suppress(RuntimeError):  # stopping: read it next time, if any
-                self._ahead = _Ahead(found.through, self._reader.submit(self._read, found.through))
+                future = self._reader.submit(self._read, found.through, size=size)
+                self._ahead = _Ahead(found.through, size, future)
         return found
+
+    @property
+    def _live_size(self) -> int:
+        return max(self.batch_size, min(self.batch_size * self._growth, self.max_batch_size))
 
     def start(self) -> None:
         """Follow the log in a thread; while one follows, starting again changes nothing

@@ -177,18 +177,12 @@ class UsageProjection:
     def _process(self, batch: Batch, tracking: Tracking, after: int) -> None:
         changes = UsageChanges()
         redefined: dict[UUID, MeterDefinition] = {}
-        usage: list[tuple[int, UsageEvent.Recorded]] = []
-        voids: list[tuple[int, UsageEvent.Voided]] = []
-        kinds = (UsageEvent.Recorded, UsageEvent.Voided, Meter.Created, Meter.DefinitionChanged)
-        for position, domain_event in batch.of(*kinds):
-            if isinstance(domain_event, UsageEvent.Recorded):
-                usage.append((position, domain_event))
-            elif isinstance(domain_event, UsageEvent.Voided):
-                voids.append((position, domain_event))
-            elif isinstance(domain_event, Meter.Created | Meter.DefinitionChanged):
-                definition = definition_of(domain_event, self._by_id)
-                self._learn(definition)
-                redefined[domain_event.originator_id] = definition
+        usage: list[tuple[int, UsageEvent.Recorded]] = batch.of(UsageEvent.Recorded)
+        voids: list[tuple[int, UsageEvent.Voided]] = batch.of(UsageEvent.Voided)
+        for _, domain_event in batch.of(Meter.Created, Meter.DefinitionChanged):
+            definition = definition_of(domain_event, self._by_id)
+            self._learn(definition)
+            redefined[domain_event.originator_id] = definition
         # Meters (re)defined in this batch are measured afresh below, not added to.
         skip = {(d.business_id, d.meter_id) for d in redefined.values()}
         stop = tracking.notification_id

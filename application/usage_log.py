@@ -115,14 +115,8 @@ class UsageLogProjection:
         return self._view
 
     def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
-        events: list[tuple[int, UsageEvent.Recorded]] = []
-        voids: list[tuple[int, VoidView]] = []
-        for position, domain_event in batch.of(UsageEvent.Recorded, UsageEvent.Voided):
-            if isinstance(domain_event, UsageEvent.Recorded):
-                events.append((position, domain_event))
-            elif isinstance(domain_event, UsageEvent.Voided):
-                voids.append((position, void_view(domain_event)))
-        self._view.record(events, voids, tracking, after)
+        voids = [(position, void_view(v)) for position, v in batch.of(UsageEvent.Voided)]
+        self._view.record(batch.of(UsageEvent.Recorded), voids, tracking, after)
 
 
 def usage_view(usage: UsageEvent | UsageEvent.Recorded) -> UsageEventView:

@@ -1,9 +1,11 @@
-"""The projector applies a projection after those whose rows it reads; Batch.of picks kinds."""
+"""The projector applies a projection after those whose rows it reads, and follows a busy
+log in growing batches; Batch.of picks kinds."""
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -90,3 +92,70 @@ def test_without_reads_each_projection_comes_after_the_one_before() -> None:
     projector = Projector(None, [Recorder(n, []) for n in "xyz"])  # type: ignore[arg-type]
     assert projector._waves(["x", "y", "z"]) == [["x"], ["y"], ["z"]]
     assert projector._waves(["x", "z"]) == [["x"], ["z"]]
+
+
+@dataclass
+class Log:
+    """An application's log of ``count`` events, noting the size of every read."""
+
+    count: int
+    name: str = "app"
+    limits: list[int] = field(default_factory=list)
+
+    @property
+    def recorder(self) -> Log:
+        return self
+
+    @property
+    def mapper(self) -> Log:
+        return self
+
+    def select_notifications(
+        self, start: int, limit: int, inclusive_of_start: bool
+    ) -> list[Notification]:
+        self.limits.append(limit)
+        last = min(start + limit, self.count)
+        return batch_of([Kind()] * last).notifications[start:last]
+
+    def to_domain_event(self, notification: Notification) -> Kind:
+        return Kind()
+
+
+@dataclass
+class Positions:
+    """A projection that notes the positions of every batch it is given."""
+
+    name: str = "p"
+    seen: list[int] = field(default_factory=list)
+
+    @property
+    def view(self) -> Any:
+        return None
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        self.seen += [n.id for n in batch.notifications]
+
+
+def test_following_a_busy_log_each_full_batch_doubles_the_next_up_to_the_most() -> None:
+    log, projection = Log(400), Positions()
+    projector = Projector(log, [projection], batch_size=10, max_batch_size=80)  # type: ignore[arg-type]
+    projector._known = {"p": 0}
+    counts = [projector.step() for _ in range(9)]
+    assert counts == [10, 20, 40, 80, 80, 80, 80, 10, 0]
+    assert log.limits == [10, 20, 40, 80, 80, 80, 80, 80, 10]  # caught up: small again
+    assert projection.seen == list(range(1, 401))
+
+
+def test_a_batch_read_ahead_has_the_size_the_next_step_asks_for() -> None:
+    log, projection = Log(1000), Positions()
+    projector = Projector(log, [projection], batch_size=10, max_batch_size=300)  # type: ignore[arg-type]
+    projector._known = {"p": 0}
+    projector._reader = ThreadPoolExecutor(1)
+    try:
+        while projector.step():
+            pass
+    finally:
+        projector.stop()
+    assert projection.seen == list(range(1, 1001))  # each once, in order
+    assert log.limits[:6] == [10, 20, 40, 80, 160, 300]
+    assert max(log.limits) == 300
