@@ -24,7 +24,7 @@ from application.tally import Bucket, BucketKey, MeterDefinition
 from application.usage import HourBucket, TallySnapshot, UsageChanges
 from domain.meter import Last, Tally
 from infrastructure.codec import from_micros, to_micros
-from infrastructure.sql import TrackedSQL, tuples
+from infrastructure.sql import Table, TrackedSQL, tuples
 
 TABLES = (
     "CREATE TABLE IF NOT EXISTS usage_meters ("
@@ -51,8 +51,26 @@ TALLY = (
 _COLUMNS = f"business_id, meter_id, customer_id, hour, {TALLY}"
 TALLY_OF_U = ", ".join(f"u.{column.strip()}" for column in TALLY.split(","))
 KEYS_PER_READ = 500  # bucket keys looked up per statement
-UPSERT_BUCKET = (
-    f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+BUCKETS: Table = (
+    "usage_buckets",
+    (
+        ("business_id", "text"),
+        ("meter_id", "text"),
+        ("customer_id", "text"),
+        ("hour", "bigint"),
+        ("count", "bigint"),
+        ("total", "text"),
+        ("maximum", "text"),
+        ("minimum", "text"),
+        ("last_ts", "bigint"),
+        ("last_event_id", "text"),
+        ("last_value", "text"),
+        ("distinct_values", "text"),
+        ("changed_at", "bigint"),
+    ),
+)
+# A bucket written again replaces its tally (merged in Python before).
+REPLACE_BUCKET = (
     "ON CONFLICT (business_id, meter_id, customer_id, hour) DO UPDATE SET "
     "count = excluded.count, total = excluded.total, maximum = excluded.maximum, "
     "minimum = excluded.minimum, last_ts = excluded.last_ts, "
@@ -120,11 +138,10 @@ class UsageSQL(TrackedSQL):
         return [MeterDefinition(UUID(str(a)), b, m, _decoder.decode(d)) for a, b, m, d in rows]
 
     def apply(self, changes: UsageChanges, tracking: Tracking, after: int) -> None:
-        upsert = self._q(UPSERT_BUCKET.format(greatest=self.greatest))
         with self._batch(tracking, after) as curs:
             if changes.added:  # merged with what the buckets hold, read under the lock
                 merged = self._merge_existing(curs, changes.added)
-                curs.executemany(upsert, [bucket_row(k, b) for k, b in merged.items()])
+                self._write_buckets(curs, [bucket_row(k, b) for k, b in merged.items()])
             if changes.definitions:
                 curs.executemany(
                     self._q(UPSERT_METER),
@@ -149,11 +166,19 @@ class UsageSQL(TrackedSQL):
                 )
                 self._insert_new(curs, rows)
             if changes.recounted:
-                curs.executemany(upsert, [bucket_row(k, b) for k, b in changes.recounted.items()])
+                self._write_buckets(curs, [bucket_row(k, b) for k, b in changes.recounted.items()])
+
+    def _write_buckets(self, curs: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write these buckets (each key once), replacing the ones stored: on PostgreSQL
+        in one statement, not one a bucket (a batch of events spread over many hours
+        and customers touches about as many buckets as it holds events)."""
+        self._insert_rows(
+            curs, BUCKETS, rows, conflict=REPLACE_BUCKET.format(greatest=self.greatest)
+        )
 
     def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         """Insert buckets known not to exist (their meter's rows were just deleted)."""
-        curs.executemany(self._q(UPSERT_BUCKET.format(greatest=self.greatest)), list(rows))
+        self._write_buckets(curs, list(rows))
 
     def _merge_existing(self, curs: Any, added: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
         """``added`` merged with what the buckets already hold (read in the same
