@@ -43,7 +43,7 @@ class SealSQL(TrackedSQL):
         read: two processes, or one and a rebuild, never chain from nowhere."""
         with self._batch(tracking, after) as curs:
             if seals:
-                self._insert_rows(curs, SEAL, self._chained(curs, seals, after))
+                self._append_rows(curs, SEAL, self._chained(curs, seals, after))
 
     def _chained(
         self, curs: Any, seals: Sequence[SealView], after: int

@@ -117,7 +117,7 @@ class UsageLogSQL(TrackedSQL):
             for position, e in events
         ]
         with self._batch(tracking, after) as curs:
-            self._insert_rows(curs, EVENTS, rows)
+            self._append_rows(curs, EVENTS, rows)
             if voids:
                 curs.executemany(
                     self._q(INSERT_VOID),
