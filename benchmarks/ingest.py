@@ -79,6 +79,7 @@ def measure(
     lags.stopping.set()
     used = resource.getrusage(resource.RUSAGE_SELF)
     server, postgres = sampler.cpu_seconds(marks)
+    roles = sampler.server_by_role(marks)
     own = used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
     result = Result(
         workers=workers,
@@ -87,6 +88,7 @@ def measure(
         probes=probe.delays,
         lags=lags.samples,
         cpu={"server": server, "postgres": postgres, "client": own},
+        server_roles=roles,
     )
     catch_up(client, sampler, result, stopped)
     probe.finish()

@@ -114,3 +114,13 @@ class Sampler:
             server = sum(p.cpu_ticks - marks[0].get(pid, 0) for pid, p in self.server.items())
             postgres = sum(p.cpu_ticks - marks[1].get(pid, 0) for pid, p in self.postgres.items())
         return server / TICK, postgres / TICK
+
+    def server_by_role(self, marks: tuple[dict[int, int], dict[int, int]]) -> dict[str, float]:
+        """The server's CPU seconds since ``marks`` per role (API workers summed)."""
+        self.sample()
+        split: dict[str, float] = {}
+        with self.lock:
+            for pid, p in self.server.items():
+                used = (p.cpu_ticks - marks[0].get(pid, 0)) / TICK
+                split[p.role] = split.get(p.role, 0.0) + used
+        return split

@@ -19,6 +19,7 @@ class Result(msgspec.Struct, kw_only=True):
     probes: list[float]  # seconds from each probe's 200 until its meter counted it
     lags: list[int]  # sampled once a second during the load
     cpu: dict[str, float]  # seconds over the load window: server, postgres, client
+    server_roles: dict[str, float] = msgspec.field(default_factory=dict)  # the server's, by role
     lag_end: int = 0
     catch_up: float = 0.0
     after: dict[str, float] = msgspec.field(default_factory=dict)  # CPU s while catching up
@@ -91,6 +92,12 @@ def report(result: Result, version: str, seconds: float) -> None:
         for who, cpu in result.cpu.items()
     )
     print(f"  CPU, load window  : {cores}")
+    split = ", ".join(
+        f"{role} {cpu * 1e6 / events:,.0f}"
+        for role, cpu in sorted(result.server_roles.items(), key=lambda kv: -kv[1])
+        if cpu * 1e6 / events >= 0.5
+    )
+    print(f"  server µs/event   : {split}")
     print(
         f"  CPU, catching up  : server {result.after['server']:.1f} s, "
         f"postgres {result.after['postgres']:.1f} s (postgres approximate)"
