@@ -16,6 +16,7 @@ from api.cli.common import Commands, configured, log
 from api.cli.demo import run_demo
 from infrastructure.bootstrap import build
 from infrastructure.metrics import forget_process, share_directory
+from infrastructure.rebuild import tune_gc_for_batches
 
 _FOLLOW_IN_WORKERS = "_LEDGER_SERVE_FOLLOW"  # passed from `serve` to its worker processes
 
@@ -42,7 +43,11 @@ def add_commands(commands: Commands) -> None:
 def worker_app() -> Litestar:
     """The app of one ``serve`` worker process (uvicorn's factory)."""
     settings = configured()
-    return create_app(build(settings), follow=os.environ.get(_FOLLOW_IN_WORKERS) == "1")
+    app = create_app(build(settings), follow=os.environ.get(_FOLLOW_IN_WORKERS) == "1")
+    # Every ingest batch makes tens of thousands of short-lived objects: the collector
+    # runs less often, and the app made so far is frozen out of its way.
+    tune_gc_for_batches()
+    return app
 
 
 def serve_command(args: argparse.Namespace) -> int:
