@@ -3,13 +3,15 @@
 Each round starts the real server on a fresh PostgreSQL database with live credit
 balances on (5 customers on a credit plan, drawn every second) and a usage alert,
 registers the endpoints (all pointing at one local receiver that answers 204),
-ingests ``--events`` events and reports events/s. Then every message of the
+posts fresh batches of 1,000 events for ``--seconds`` from 4 connections (the
+ingest benchmark's load, ``benchmarks/ingest_load.py``) to ``ledger serve
+--workers W`` and reports events/s. Then every message of the
 10-endpoint round is made due again (``ledger webhooks replay``, the operator's
 tool) and the time until the receiver has them all gives messages/s, beside a
 baseline measured in the same run: plain POSTs of the same bodies from 16 threads
 (what the receiver and the loopback take without signing, claiming or recording).
 
-Run: ``.venv/bin/python benchmarks/webhooks.py [--events N]``
+Run: ``.venv/bin/python benchmarks/webhooks.py [--seconds 20] [--workers 2]``
 """
 
 from __future__ import annotations
@@ -33,14 +35,16 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest  # the ingest benchmark's helpers, beside this file
+from ingest_load import BATCH, Batches, Client, sustain
 
 ROOT = ingest.ROOT
 TARGET = 10_000
 REPLAYED_ENTRIES = 300  # manual credits in the 10-endpoint round: 3,000 more messages
+CONNECTIONS = 4
 
 
-def entitlement_of(port: int, key: str) -> str:
-    found = call(port, key, "GET", "/credit-entitlements")["items"]
+def entitlement_of(client: Client) -> str:
+    found = call(client, "GET", "/credit-entitlements")["items"]
     return str(found[0]["id"])
 
 
@@ -87,21 +91,27 @@ class Receiver:
         return time.perf_counter() - started
 
 
-def call(port: int, key: str, method: str, path: str, body: object = None) -> Any:
-    raw = None if body is None else msgspec.json.encode(body)
-    status, answer = ingest.request(port, method, path, key, raw)
-    if status not in (200, 204):
-        raise RuntimeError(f"{method} {path} answered {status}: {answer[:300]!r}")
+def call(client: Client, method: str, path: str, body: object = None) -> Any:
+    conn = client.connect()
+    try:
+        headers = {"Authorization": f"Bearer {client.key}", "Content-Type": "application/json"}
+        raw = None if body is None else msgspec.json.encode(body)
+        conn.request(method, path, body=raw, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+    finally:
+        conn.close()
+    if response.status not in (200, 204):
+        raise RuntimeError(f"{method} {path} answered {response.status}: {answer[:300]!r}")
     return msgspec.json.decode(answer) if answer else None
 
 
-def setup(port: int, key: str, endpoints: int, url: str) -> list[str]:
+def setup(client: Client, endpoints: int, url: str) -> list[str]:
     """Endpoints, a credit plan with live balances, 5 subscribed customers, an alert."""
     for _ in range(endpoints):
-        call(port, key, "POST", "/webhooks", {"url": url})
+        call(client, "POST", "/webhooks", {"url": url})
     meter = call(
-        port,
-        key,
+        client,
         "POST",
         "/meters",
         {
@@ -112,8 +122,7 @@ def setup(port: int, key: str, endpoints: int, url: str) -> list[str]:
         },
     )["id"]
     entitlement = call(
-        port,
-        key,
+        client,
         "POST",
         "/credit-entitlements",
         {
@@ -126,8 +135,7 @@ def setup(port: int, key: str, endpoints: int, url: str) -> list[str]:
         },
     )["id"]
     product = call(
-        port,
-        key,
+        client,
         "POST",
         "/products",
         {
@@ -161,12 +169,11 @@ def setup(port: int, key: str, endpoints: int, url: str) -> list[str]:
     customers = []
     for n in range(5):
         customer = call(
-            port, key, "POST", "/customers", {"email": f"b{n}@example.com", "name": f"B {n}"}
+            client, "POST", "/customers", {"email": f"b{n}@example.com", "name": f"B {n}"}
         )["customer_id"]
         customers.append(customer)
         call(
-            port,
-            key,
+            client,
             "POST",
             "/subscriptions",
             {
@@ -176,7 +183,7 @@ def setup(port: int, key: str, endpoints: int, url: str) -> list[str]:
                 "quantity": 1,
             },
         )
-    call(port, key, "POST", "/alerts", {"meter_id": meter, "threshold": 5000, "period": "day"})
+    call(client, "POST", "/alerts", {"meter_id": meter, "threshold": 5000, "period": "day"})
     return customers
 
 
@@ -187,36 +194,35 @@ def messages_of(dburl: str) -> int:
 
 
 def round_trip(
-    dburl: str, events: int, endpoints: int, receiver: Receiver, *, replay: bool
+    dburl: str, seconds: float, workers: int, endpoints: int, receiver: Receiver, *, replay: bool
 ) -> dict[str, float]:
-    key, port = secrets.token_urlsafe(24), ingest.free_port()
+    client = Client(ingest.free_port(), secrets.token_urlsafe(24))
     env = {
         **os.environ,
         "LEDGER_DATABASE_URL": dburl,
-        "LEDGER_BOOTSTRAP_API_KEY": key,
+        "LEDGER_BOOTSTRAP_API_KEY": client.key,
         "LEDGER_LOG_LEVEL": "warning",
         "LEDGER_BACKDATE_WINDOW": "P1D",
     }
-    command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "api.cli", "serve", "--workers", str(workers)]
     result: dict[str, float] = {}
     with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        server = subprocess.Popen(
+            [*command, "--port", str(client.port)], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
         try:
-            ingest.wait_healthy(port, server)
-            customers = setup(port, key, endpoints, receiver.url)
-            rows = ingest.make_rows(events, customers)
-            bodies = ingest.encode_batches(rows)
-            sent, elapsed = ingest.send_all(port, key, bodies, 4)
-            result["ingest"] = sent / elapsed
-            result["sent"] = sent
+            ingest.wait_healthy(client, server)
+            customers = setup(client, endpoints, receiver.url)
+            load = sustain(client, Batches(customers), CONNECTIONS, seconds)
+            result["ingest"] = load.events / load.elapsed
+            result["sent"] = load.events
             time.sleep(3)  # the live draws and the outbox catch up
             result["messages"] = messages_of(dburl)
             if replay:
-                entitlement = entitlement_of(port, key)
+                entitlement = entitlement_of(client)
                 for n in range(REPLAYED_ENTRIES):  # more messages: a manual credit each
                     call(
-                        port,
-                        key,
+                        client,
                         "POST",
                         f"/credit-entitlements/{entitlement}/balances/"
                         f"{customers[n % len(customers)]}/ledger-entries",
@@ -269,7 +275,8 @@ def post_baseline(receiver: Receiver, count: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each round's load")
+    parser.add_argument("--workers", type=int, default=2, help="ledger serve --workers")
     args = parser.parse_args()
     receiver = Receiver()
     rounds: dict[int, dict[str, float]] = {}
@@ -280,7 +287,7 @@ def main() -> int:
         try:
             url = f"postgresql://postgres@127.0.0.1:5432/{dbname}"
             rounds[endpoints] = round_trip(
-                url, args.events, endpoints, receiver, replay=endpoints == 10
+                url, args.seconds, args.workers, endpoints, receiver, replay=endpoints == 10
             )
         finally:
             with psycopg.connect(ingest.ADMIN, autocommit=True) as admin:
@@ -288,14 +295,14 @@ def main() -> int:
     ten = rounds[10]
     baseline = post_baseline(receiver, max(int(ten.get("delivered", 0)), 2000))
     print(
-        f"webhook benchmark: {args.events:,} events a round, batches of {ingest.BATCH:,}, "
-        f"4 connections, live balances (5 customers on credits), one usage alert, "
-        f"PostgreSQL, {os.cpu_count()} cores"
+        f"webhook benchmark: {args.seconds:g} s a round, batches of {BATCH:,}, "
+        f"{CONNECTIONS} connections, serve --workers {args.workers}, live balances "
+        f"(5 customers on credits), one usage alert, PostgreSQL, {os.cpu_count()} cores"
     )
     for endpoints, found in rounds.items():
         print(
-            f"ingest with {endpoints:>2} endpoints : {found['ingest']:,.0f} events/s, "
-            f"{found['messages']:,.0f} messages derived"
+            f"ingest with {endpoints:>2} endpoints : {found['ingest']:,.0f} events/s "
+            f"({found['sent']:,.0f} events), {found['messages']:,.0f} messages derived"
         )
     print(
         f"delivery (replay of {ten.get('delivered', 0):,.0f} messages to 10 endpoints): "
