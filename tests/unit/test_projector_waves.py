@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
 
-from eventsourcing.persistence import Notification, Tracking
+import pytest
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from application.projection import Batch, Projector, _Read
 
@@ -159,3 +160,37 @@ def test_a_batch_read_ahead_has_the_size_the_next_step_asks_for() -> None:
     assert projection.seen == list(range(1, 1001))  # each once, in order
     assert log.limits[:6] == [10, 20, 40, 80, 160, 300]
     assert max(log.limits) == 300
+
+
+class StillAt:
+    """A view that stays where it is."""
+
+    def max_tracking_id(self, application_name: str) -> int:
+        return 0
+
+
+@dataclass
+class Duplicate:
+    """A projection whose view refuses the batch for a row it holds already."""
+
+    name: str = "dup"
+
+    @property
+    def view(self) -> StillAt:
+        return StillAt()
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+
+def test_a_refused_batch_where_the_view_did_not_move_waits_like_any_failure() -> None:
+    log, other = Log(3), Positions(name="q")
+    projector = Projector(log, [Duplicate(), other])  # type: ignore[arg-type]
+    projector._known = {"dup": 0, "q": 0}
+    assert projector.step() == 3
+    assert isinstance(projector.errors["dup"], IntegrityError)  # noted, retried after a backoff
+    assert "dup" in projector._retry_at
+    assert other.seen == [1, 2, 3]  # the projections after it are applied all the same
+    projector._known = {"dup": 0, "q": 0}
+    with pytest.raises(IntegrityError, match="duplicate key"):  # catching up raises it
+        projector.catch_up(names=["dup"])
