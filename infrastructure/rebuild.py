@@ -78,17 +78,19 @@ def rebuild(
             projector.start()
 
 
-def tune_gc_for_batches() -> None:
+def tune_gc_for_batches(*, long_running: bool = False) -> None:
     """Tune the collector for a process that reads the log in big batches.
 
     Reading a batch allocates tens of thousands of short-lived, acyclic objects;
     with the default thresholds the collector ran every 700 allocations and cost
     a third of a rebuild. Objects alive now (modules, the container) are frozen
-    out of its way.
+    out of its way. A ``long_running`` process (a server) still collects its
+    oldest generation every 10 of the middle one's collections, as by default,
+    so cycles that live long enough to reach it are not kept for hours.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(100_000, 50, 10 if long_running else 100)
 
 
 def tally_range(

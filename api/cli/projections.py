@@ -39,7 +39,7 @@ def run_command(_: argparse.Namespace) -> int:
     """Keep every projection up to date and run the billing loop until SIGTERM or SIGINT."""
     built = container()
     runtime = Runtime(built)
-    tune_gc_for_batches()  # it reads the log in batches all day long
+    tune_gc_for_batches(long_running=True)  # it reads the log in batches all day long
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())

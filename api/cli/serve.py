@@ -46,7 +46,7 @@ def worker_app() -> Litestar:
     app = create_app(build(settings), follow=os.environ.get(_FOLLOW_IN_WORKERS) == "1")
     # Every ingest batch makes tens of thousands of short-lived objects: the collector
     # runs less often, and the app made so far is frozen out of its way.
-    tune_gc_for_batches()
+    tune_gc_for_batches(long_running=True)
     return app
 
 
