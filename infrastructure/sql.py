@@ -19,7 +19,7 @@ to it, so nothing durable ever depends on a forgotten batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -118,18 +118,20 @@ class TrackedSQL:
             [list(column) for column in zip(*rows, strict=True)],
         )
 
-    def _append_rows(self, curs: Any, table: Table, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert rows keyed by log positions after the view's own (so none is there
-        yet: a batch is written only where the view is): on PostgreSQL with COPY,
-        about half the server's work of an insert over arrays. A row that is there
-        after all fails the batch (``IntegrityError``), never silently skipped."""
-        if not rows:
-            return
-        if not self.is_postgres:
-            self._insert_rows(curs, table, rows)
+    def _append_rows(self, curs: Any, table: Table, rows: Iterable[Sequence[Any]]) -> None:
+        """Insert rows known not to be there yet (keyed by log positions after the
+        view's own, where alone a batch is written, or just deleted): on PostgreSQL
+        with COPY, about half the server's work of an insert over arrays. A row that
+        is there after all fails the batch (``IntegrityError``) on either store,
+        never silently skipped. ``rows`` may be a generator (a rebuild's buckets)."""
+        if isinstance(rows, Sequence) and not rows:
             return
         name, columns = table
         names = ", ".join(column for column, _ in columns)
+        if not self.is_postgres:
+            marks = ", ".join("?" for _ in columns)
+            curs.executemany(f"INSERT INTO {name} ({names}) VALUES ({marks})", rows)  # noqa: S608
+            return
         with curs.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)

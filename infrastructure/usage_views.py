@@ -8,7 +8,7 @@ reads its buckets and that position in one snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -48,7 +48,6 @@ TALLY = (
     "count, total, maximum, minimum, last_ts, last_event_id, last_value, distinct_values, "
     "changed_at"
 )
-_COLUMNS = f"business_id, meter_id, customer_id, hour, {TALLY}"
 TALLY_OF_U = ", ".join(f"u.{column.strip()}" for column in TALLY.split(","))
 KEYS_PER_READ = 500  # bucket keys looked up per statement
 BUCKETS: Table = (
@@ -164,7 +163,7 @@ class UsageSQL(TrackedSQL):
                     bucket_row((business_id, meter_id, customer, hour), bucket)
                     for (customer, hour), bucket in buckets.items()
                 )
-                self._insert_new(curs, rows)
+                self._append_rows(curs, BUCKETS, rows)  # that meter's rows were just deleted
             if changes.recounted:
                 self._write_buckets(curs, [bucket_row(k, b) for k, b in changes.recounted.items()])
 
@@ -175,10 +174,6 @@ class UsageSQL(TrackedSQL):
         self._insert_rows(
             curs, BUCKETS, rows, conflict=REPLACE_BUCKET.format(greatest=self.greatest)
         )
-
-    def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Insert buckets known not to exist (their meter's rows were just deleted)."""
-        self._write_buckets(curs, list(rows))
 
     def _merge_existing(self, curs: Any, added: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
         """``added`` merged with what the buckets already hold (read in the same
@@ -291,9 +286,3 @@ class PostgresUsageStore(UsageSQL, PostgresTrackingRecorder):
             [list(column) for column in zip(*keys, strict=True)],
         )
         return tuples(curs)
-
-    def _insert_new(self, curs: Any, rows: Iterable[tuple[Any, ...]]) -> None:
-        # COPY: a rebuild writes tens of thousands of buckets at once.
-        with curs.copy(f"COPY usage_buckets ({_COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
