@@ -92,18 +92,13 @@ class Receiver:
 
 
 def call(client: Client, method: str, path: str, body: object = None) -> Any:
+    """The decoded answer of one request on its own connection (anything but 200 stops)."""
     conn = client.connect()
     try:
-        headers = {"Authorization": f"Bearer {client.key}", "Content-Type": "application/json"}
         raw = None if body is None else msgspec.json.encode(body)
-        conn.request(method, path, body=raw, headers=headers)
-        response = conn.getresponse()
-        answer = response.read()
+        return msgspec.json.decode(client.call(conn, method, path, raw))
     finally:
         conn.close()
-    if response.status not in (200, 204):
-        raise RuntimeError(f"{method} {path} answered {response.status}: {answer[:300]!r}")
-    return msgspec.json.decode(answer) if answer else None
 
 
 def setup(client: Client, endpoints: int, url: str) -> list[str]:
