@@ -6,8 +6,11 @@ import multiprocessing
 import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from application.ledger import EventInput
 from application.views import EventQuery
@@ -152,3 +155,34 @@ def test_the_usage_log_follows_the_log_exactly_once(container: Container) -> Non
     assert projector.catch_up() == 0
     listed = container.reads.usage_log.list_events(EventQuery("default", page_size=100))
     assert sorted(e.event_id for e in listed) == sorted(f"e{i}" for i in range(25))
+
+
+def test_a_batch_meeting_stored_events_is_inserted_again_without_them(
+    container: Container,
+) -> None:
+    """PostgreSQL inserts a batch plainly, all or nothing; one that meets a stored
+    event fails on the key, is rolled back whole and goes in again skipping those."""
+    if not container.settings.is_postgres:
+        pytest.skip("the insert of a batch is PostgreSQL's")
+    recorder = container.ledger.recorder
+    statements: list[str] = []
+    statement_of = recorder.insert_new_statement, recorder.insert_all_statement
+
+    def stored(ids: list[int]) -> list[StoredEvent]:
+        return [StoredEvent(uuid5(NAMESPACE_URL, f"t{i}"), 1, "tests:Event", b"{}") for i in ids]
+
+    original = recorder._insert_pipelined
+
+    def spy(statement: Any, columns: Any) -> set[UUID]:
+        statements.append("all" if statement is statement_of[1] else "new")
+        return original(statement, columns)
+
+    recorder._insert_pipelined = spy
+    head = container.ledger.head()
+    assert recorder.insert_new(stored([1, 2])) == {e.originator_id for e in stored([1, 2])}
+    assert statements == ["all"]
+    assert recorder.insert_new(stored([2, 3, 1, 4])) == {e.originator_id for e in stored([3, 4])}
+    assert statements == ["all", "all", "new"]
+    assert recorder.insert_new(stored([1, 4])) == set()
+    rows = recorder.select_notifications(start=head, limit=10, inclusive_of_start=False)
+    assert [n.originator_id for n in rows] == [e.originator_id for e in stored([1, 2, 3, 4])]
