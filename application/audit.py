@@ -31,12 +31,13 @@ from application.ledger import Ledger
 from application.reads import Reads
 from application.seal import SealStore
 from application.usage_log import UsageLogStore
-from application.views import SealView
+from application.views import SealSegment, SealView
 from domain.invoice import Invoice
 from domain.invoice_record import InvoiceRecord
 from domain.seal import GENESIS, chain, event_digest
 
 PAGE = 1000
+SEGMENTS_PAGE = 10  # segments of a batch each, up to thousands of events
 Progress = Callable[[str, int], None]  # (check, items done so far)
 
 
@@ -211,14 +212,17 @@ class _Labels:
         return found or f"aggregate {seal.originator_id} v{seal.version}"
 
 
-def _seals(store: SealStore) -> Iterator[tuple[SealView, str]]:
+def _seals(store: SealStore) -> Iterator[tuple[SealView, SealSegment]]:
+    """Every sealed event in log order, each with the segment it was sealed in."""
     after = 0
     while True:
-        page = store.seals(after, PAGE)
-        yield from page
-        if len(page) < PAGE:
+        page = store.segments(after, SEGMENTS_PAGE)
+        for segment in page:
+            for seal in segment.seals:
+                yield seal, segment
+        if len(page) < SEGMENTS_PAGE:
             return
-        after = page[-1][0].position
+        after = page[-1].seals[0].position
 
 
 def _digest(notification: Notification) -> str:
@@ -232,18 +236,31 @@ def _digest(notification: Notification) -> str:
 
 
 def _check_chain(
-    seal: tuple[SealView, str], previous: str, found: list[Mismatch], index: _Labels
+    seal: tuple[SealView, SealSegment], previous: str, found: list[Mismatch], index: _Labels
 ) -> str:
-    expected = chain(previous, seal[0].digest)
-    if expected != seal[1]:
+    """The chain after ``seal``; a segment that does not start where the last ended, or
+    does not end where its digests lead, was edited (or one before it removed)."""
+    view, segment = seal
+    if view is segment.seals[0] and segment.chain_before != previous:
         found.append(
             Mismatch(
                 "log",
-                f"seal at position {seal[0].position} ({index.label_of(seal[0])})",
+                f"seal before position {view.position} ({index.label_of(view)})",
+                "the seal chain is broken here: the seal was edited, or a part of it removed",
+            )
+        )
+        previous = segment.chain_before
+    previous = chain(previous, view.digest)
+    if view is segment.seals[-1] and segment.chain != previous:
+        found.append(
+            Mismatch(
+                "log",
+                f"seal from position {segment.seals[0].position} to {view.position}",
                 "the seal chain is broken here: the seal was edited",
             )
         )
-    return seal[1]
+        previous = segment.chain
+    return previous
 
 
 def _deleted(seal: SealView, index: _Labels) -> Mismatch:

@@ -107,6 +107,26 @@ class SealView:
 
 
 @dataclass(frozen=True, slots=True)
+class SealDigests:
+    """The digests of stored events read together, in log order: one column each."""
+
+    positions: list[int]
+    originator_ids: list[str]
+    versions: list[int]
+    digests: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SealSegment:
+    """Events sealed together: their digests, and the chain before the first and at
+    the last (``domain.seal.chain``); the chain between follows from the digests."""
+
+    chain_before: str
+    seals: tuple[SealView, ...]
+    chain: str
+
+
+@dataclass(frozen=True, slots=True)
 class EntitlementView:
     business_id: str
     entitlement_id: str

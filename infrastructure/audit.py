@@ -8,7 +8,7 @@ booleans to integers, the one difference between the two stores' answers.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from infrastructure.bootstrap import Container
 from infrastructure.projections import NAMES, READS, make_projections, make_views, registered
 
 EXAMPLES = 5
+Compared = Callable[[str, list[tuple[Any, ...]]], list[tuple[Any, ...]]]
 
 
 def audit(
@@ -54,15 +55,15 @@ def compare_projections(
         projector = Projector(ledger, make_projections(ledger, views), batch_size=5000, reads=READS)
         app = ledger.name
         for done, name in enumerate(NAMES, start=1):
-            tables = registered(name).tables
+            tables, compared = registered(name).tables, registered(name).compared
             # The live rows and their position in one snapshot; the scratch copy is
             # built to exactly that position (the usage log first, which the usage
             # projection reads, and which may be ahead), so a moving service compares true.
-            position, live_rows = snapshot(container.views[name], tables, app)
+            position, live_rows = snapshot(container.views[name], tables, app, compared)
             if name == UsageProjection.name:
                 projector.catch_up(names=[UsageLogProjection.name], until=position)
             projector.catch_up(names=[name], until=position)
-            scratch_rows = snapshot(views[name], tables, app)[1]
+            scratch_rows = snapshot(views[name], tables, app, compared)[1]
             mismatches += compare(name, live_rows, scratch_rows)
             if progress is not None:
                 progress("projections", done)
@@ -72,10 +73,14 @@ def compare_projections(
 
 
 def snapshot(
-    store: Any, tables: Sequence[str], application_name: str
+    store: Any,
+    tables: Sequence[str],
+    application_name: str,
+    compared: Compared | None = None,
 ) -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
-    """The projection's position and every row of ``tables`` (normalised, sorted), read
-    in one snapshot: one SQLite read transaction, REPEATABLE READ on PostgreSQL."""
+    """The projection's position and every row of ``tables`` (as ``compared`` gives
+    them, normalised, sorted), read in one snapshot: one SQLite read transaction,
+    REPEATABLE READ on PostgreSQL."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
     tracking = getattr(store, "tracking_table_name", "tracking")
     with store.datastore.transaction(commit=False) as curs:
@@ -92,10 +97,10 @@ def snapshot(
         )
         for table in tables:
             curs.execute(f"SELECT * FROM {table}")  # noqa: S608 - table names are ours
-            read = [
-                tuple(_normal(v) for v in (r.values() if isinstance(r, dict) else r))
-                for r in curs.fetchall()
-            ]
+            stored = [tuple(r.values() if isinstance(r, dict) else r) for r in curs.fetchall()]
+            if compared is not None:
+                stored = compared(table, stored)
+            read = [tuple(_normal(v) for v in r) for r in stored]
             rows[table] = sorted(read, key=repr)
     return value or 0, rows
 

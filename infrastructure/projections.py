@@ -47,6 +47,8 @@ class Registered:
     # The projections whose rows this one reads while it applies a batch: it is applied
     # after them; the rest of a batch's projections are applied side by side.
     reads: tuple[str, ...] = ()
+    # The rows the audit compares, from a table's stored rows: by default those rows.
+    compared: Callable[[str, list[tuple[Any, ...]]], list[tuple[Any, ...]]] | None = None
 
 
 def _account_at(ledger: Ledger) -> Callable[[Any, int], CreditAccount]:
@@ -78,6 +80,7 @@ REGISTRY: tuple[Registered, ...] = (
         seal_views.PostgresSeal,
         seal_views.NAMES,
         lambda _, views: seal.SealProjection(views[seal.SealProjection.name]),
+        compared=seal_views.compared,
     ),
     Registered(
         usage.UsageProjection.name,

@@ -128,7 +128,7 @@ def recorded(container: Any, clock: FakeClock) -> Statements:
     list(r.usage_log.name_history("default", "api.call", head))
     r.usage_log.label_at(5)
     r.seal.chain_at(head)
-    r.seal.seals(0, 10)
+    r.seal.segments(0, 10)
     [meter] = r.catalogue.list_meters(MeterQuery("default"))
     for customer_id in (None, cid):
         r.usage.snapshot("default", [meter.meter_id], customer_id, week, now)
