@@ -1,10 +1,11 @@
 """The usage log read model on SQLite and PostgreSQL (``application.usage_log``).
 
-A usage row is keyed by its log position and unique by (business, event id); a
-void is a row of its own with the void's position and the event's time, so the
-voided events are listed from the voids themselves. Indexes match the reads:
-the listing by business, customer, name or customer and name, newest first; the
-folds' partial hours by business, name (and customer) and time.
+A usage row is keyed by its log position (an event id is unique by the store's
+key); a void is a row of its own with the void's position and the event's
+customer and time, so the voided events are listed from the voids themselves.
+Indexes match the reads: the listing by business, customer, name or customer and
+name, newest first; the folds' partial hours by business, name (and customer)
+and time.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def tables(position_type: str) -> tuple[str, ...]:
         f"position {position_type} PRIMARY KEY, business_id TEXT NOT NULL, "
         "event_id TEXT NOT NULL, customer_id TEXT NOT NULL, event_name TEXT NOT NULL, "
         "ts BIGINT NOT NULL, metadata TEXT NOT NULL)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS usage_events_by_id "
-        "ON usage_events (business_id, event_id)",
+        # An event id is unique in the log by the store's key; nothing here reads by it
+        # alone (a void finds its event by customer and time), so no index pays for it.
+        "DROP INDEX IF EXISTS usage_events_by_id",
         "CREATE INDEX IF NOT EXISTS usage_events_by_time ON usage_events (business_id, ts)",
         "CREATE INDEX IF NOT EXISTS usage_events_by_customer "
         "ON usage_events (business_id, customer_id, ts)",
@@ -157,10 +159,15 @@ class UsageLogSQL(TrackedSQL):
         if query.voided is False:
             where.append(NOT_VOIDED)
         if query.voided:
-            source = (
-                "usage_voids v JOIN usage_events u "
-                "ON u.business_id = v.business_id AND u.event_id = v.event_id"
-            )
+            # From the voids (few) to their events, in that order: SQLite keeps a CROSS
+            # JOIN's order; the event found by its customer and time, as it is indexed.
+            source = "usage_voids v CROSS JOIN usage_events u"
+            where += [
+                "u.business_id = v.business_id",
+                "u.customer_id = v.customer_id",
+                "u.ts = v.ts",
+                "u.event_id = v.event_id",
+            ]
         else:
             source = "usage_events u" if query.voided is False else f"usage_events u {JOIN_VOIDS}"
         voids = "NULL, NULL" if query.voided is False else "v.voided_at, v.reason"

@@ -240,3 +240,26 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
         yield from _nodes(child)
+
+
+def test_the_index_by_event_id_an_older_version_made_is_dropped(container: Any) -> None:
+    """No read filters on an event id alone (the store's key keeps it unique): the usage
+    log's index on it, which every event paid for, goes when the service starts."""
+    view = container.views["usage_log"]
+    with view.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            "CREATE UNIQUE INDEX usage_events_by_id ON usage_events (business_id, event_id)"
+        )
+    assert "usage_events_by_id" in _indexes(view)
+    type(view)(view.datastore).create_table()
+    assert "usage_events_by_id" not in _indexes(view)
+    assert "usage_events_by_customer" in _indexes(view)
+
+
+def _indexes(view: Any) -> set[str]:
+    with view.datastore.transaction(commit=False) as curs:
+        if view.is_postgres:
+            curs.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'usage_events'")
+            return {str(row["indexname"]) for row in curs.fetchall()}
+        curs.execute("PRAGMA index_list(usage_events)")
+        return {str(row[1]) for row in curs.fetchall()}
