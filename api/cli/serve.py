@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
@@ -14,6 +15,7 @@ from litestar import Litestar
 from api.app import create_app
 from api.cli.common import Commands, configured, log
 from api.cli.demo import run_demo
+from api.cli.workers import run_workers
 from infrastructure.bootstrap import build
 from infrastructure.metrics import forget_process, share_directory
 from infrastructure.rebuild import tune_gc_for_batches
@@ -79,19 +81,22 @@ def serve_command(args: argparse.Namespace) -> int:
     # handler it found: this one, so a graceful stop exits 0 instead of dying by it.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _: log.info("stopped", signal=received))
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_config": None,
+        "access_log": False,
+        # SIGTERM: stop accepting, let requests in flight finish within this time,
+        # then the lifespan stops the loops (projections at a batch boundary).
+        "timeout_graceful_shutdown": max(1, round(settings.shutdown_seconds)),
+    }
     try:
-        uvicorn.run(
-            "api.cli.serve:worker_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_config=None,
-            access_log=False,
-            # SIGTERM: stop accepting, let requests in flight finish within this time,
-            # then the lifespan stops the loops (projections at a batch boundary).
-            timeout_graceful_shutdown=max(1, round(settings.shutdown_seconds)),
-        )
+        if args.workers > 1:
+            run_workers(uvicorn.Config("api.cli.serve:worker_app", **options))
+        else:
+            uvicorn.run("api.cli.serve:worker_app", **options)
     finally:
         if child is not None:
             child.terminate()
