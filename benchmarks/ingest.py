@@ -71,6 +71,7 @@ def measure(
     batches, lags = Batches(customers), Lags(client)
     probe = Probe(client, meters["probes"], probe_customer)
     marks, before = sampler.cpu_marks(), resource.getrusage(resource.RUSAGE_SELF)
+    wal = wal_mark()
     probe.start()
     lags.thread.start()
     load = sustain(client, batches, connections, seconds, rate)
@@ -79,7 +80,8 @@ def measure(
     lags.stopping.set()
     used = resource.getrusage(resource.RUSAGE_SELF)
     server, postgres = sampler.cpu_seconds(marks)
-    roles = sampler.server_by_role(marks)
+    roles, workers_cpu = sampler.server_by_role(marks), sampler.api_workers(marks)
+    wal_bytes, checkpoints = (now - then for now, then in zip(wal_mark(), wal, strict=True))
     own = used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
     result = Result(
         workers=workers,
@@ -89,6 +91,9 @@ def measure(
         lags=lags.samples,
         cpu={"server": server, "postgres": postgres, "client": own},
         server_roles=roles,
+        api_workers=workers_cpu,
+        wal_bytes=wal_bytes,
+        checkpoints=checkpoints,
     )
     catch_up(client, sampler, result, stopped)
     probe.finish()
@@ -99,6 +104,16 @@ def measure(
         if total != Decimal(expected[name]):
             raise RuntimeError(f"meter {name} totals {total}, answered {expected[name]:,}")
     return result
+
+
+def wal_mark() -> tuple[int, int]:
+    """(WAL bytes written, checkpoints begun) by the cluster so far."""
+    with psycopg.connect(ADMIN) as admin:
+        row = admin.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
+            "checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def catch_up(client: Client, sampler: Sampler, result: Result, stopped: float) -> None:
@@ -267,6 +282,9 @@ def main() -> int:
         parser.error("--seconds, --workers and --connections must be positive")
     with psycopg.connect(ADMIN) as admin:
         version = str((admin.execute("SHOW server_version").fetchone() or ("?",))[0]).split()[0]
+        for setting in ("shared_buffers", "max_wal_size"):  # what sustained writes lean on
+            value = (admin.execute(f"SHOW {setting}").fetchone() or ("?",))[0]
+            version += f", {setting} {value}"
     results, failed = [], []
     for workers in counts:
         try:

@@ -115,6 +115,18 @@ class Sampler:
             postgres = sum(p.cpu_ticks - marks[1].get(pid, 0) for pid, p in self.postgres.items())
         return server / TICK, postgres / TICK
 
+    def api_workers(self, marks: tuple[dict[int, int], dict[int, int]]) -> list[float]:
+        """Each API worker's CPU seconds since ``marks``, most first: how evenly the
+        kernel spread the client's connections over them."""
+        self.sample()
+        with self.lock:
+            used = [
+                (p.cpu_ticks - marks[0].get(pid, 0)) / TICK
+                for pid, p in self.server.items()
+                if p.role == "API worker"
+            ]
+        return sorted(used, reverse=True)
+
     def server_by_role(self, marks: tuple[dict[int, int], dict[int, int]]) -> dict[str, float]:
         """The server's CPU seconds since ``marks`` per role (API workers summed)."""
         self.sample()

@@ -20,6 +20,9 @@ class Result(msgspec.Struct, kw_only=True):
     lags: list[int]  # sampled once a second during the load
     cpu: dict[str, float]  # seconds over the load window: server, postgres, client
     server_roles: dict[str, float] = msgspec.field(default_factory=dict)  # the server's, by role
+    api_workers: list[float] = msgspec.field(default_factory=list)  # CPU s of each, most first
+    wal_bytes: int = 0  # PostgreSQL's WAL written over the load window (all databases)
+    checkpoints: int = 0  # checkpoints PostgreSQL began over the load window
     lag_end: int = 0
     catch_up: float = 0.0
     after: dict[str, float] = msgspec.field(default_factory=dict)  # CPU s while catching up
@@ -97,7 +100,17 @@ def report(result: Result, version: str, seconds: float) -> None:
         for role, cpu in sorted(result.server_roles.items(), key=lambda kv: -kv[1])
         if cpu * 1e6 / events >= 0.5
     )
+    if len(result.api_workers) > 1:
+        split += (
+            " (API workers' shares "
+            + "/".join(f"{cpu / sum(result.api_workers):.0%}" for cpu in result.api_workers)
+            + ")"
+        )
     print(f"  server µs/event   : {split}")
+    print(
+        f"  WAL, load window  : {result.wal_bytes / 1e6:,.0f} MB, "
+        f"{result.wal_bytes / max(events, 1):,.0f} B/event, {result.checkpoints} checkpoint(s)"
+    )
     print(
         f"  CPU, catching up  : server {result.after['server']:.1f} s, "
         f"postgres {result.after['postgres']:.1f} s (postgres approximate)"
