@@ -14,6 +14,12 @@ it. Each has its own position: one rebuilt, or one failing, holds back no
 other. Several processes may follow the same projections: a view refuses a
 batch that was read after a position it has since left (``PositionMovedError``)
 and the projector carries on from where the view is.
+
+Following the log, the projections no other one reads (``detached``: the seal,
+credit balances, the billing schedule) apply each batch in a thread of their own
+while the next batch goes through the rest, at most one batch behind: the path
+an event takes to its usage rows no longer waits for them. Catching up applies
+every projection to each batch before the next.
 """
 
 from __future__ import annotations
@@ -143,6 +149,7 @@ class Projector:
         poll_interval: float = 0.05,
         read_wait: float = 5.0,
         reads: Mapping[str, Collection[str]] | None = None,
+        detached: Collection[str] = (),
     ) -> None:
         self.app = app
         self.batch_size = batch_size
@@ -162,6 +169,13 @@ class Projector:
             if reads is not None
             else {n: set(list(self._projections)[:i]) for i, n in enumerate(self._projections)}
         )
+        # Following the log, these (no other projection reads their rows) apply a batch
+        # in a thread of their own while the next batch goes through the rest: off the
+        # path the others wait on, never more than one batch behind, in order.
+        self._detached = set(detached) & set(self._projections)
+        self._detaching: ThreadPoolExecutor | None = None
+        self._detached_run: Future[None] | None = None
+        self._detached_to: dict[str, int] = {}  # where the run in flight takes each
         self._workers: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None  # the following thread's read-ahead
         self._ahead: _Ahead | None = None
@@ -215,6 +229,8 @@ class Projector:
         chosen = (
             list(self._projections) if names is None else [self.projection(n).name for n in names]
         )
+        with self._applying:
+            self._drain()  # a detached batch in flight first: then where each one is
         for name in chosen:
             self._known[name] = self.position(name)
         read = 0
@@ -255,11 +271,57 @@ class Projector:
         return _Read(start, Batch(notifications, events), through)
 
     def _apply(self, found: _Read, names: Sequence[str], *, strict: bool) -> None:
-        """Hand each projection its part of the batch; ``strict``: raise what fails."""
+        """Hand each projection its part of the batch; ``strict``: raise what fails.
+
+        Following (not ``strict``), the detached ones get theirs in their own thread
+        once the batch before is done with, and the rest do not wait for them."""
         with self._applying:
-            self._apply_each(found, names, strict=strict)
+            later = [n for n in names if n in self._detached] if not strict else []
+            if not later:
+                self._drain()
+            self._apply_each(found, [n for n in names if n not in later], strict=strict)
+            if later:
+                self._drain()  # theirs of the batch before, done meanwhile
+                self._detach(found, later)
         with self._advanced:
             self._advanced.notify_all()
+
+    def _detach(self, found: _Read, names: list[str]) -> None:
+        if self._workers is None and len(names) > 1:  # made here, not in two threads at once
+            self._workers = ThreadPoolExecutor(
+                len(self._projections), thread_name_prefix="projection"
+            )
+        if self._detaching is None:
+            self._detaching = ThreadPoolExecutor(1, thread_name_prefix="projection-detached")
+        self._detached_to = dict.fromkeys(names, found.through)
+        try:
+            self._detached_run = self._detaching.submit(self._apply_detached, found, names)
+        except RuntimeError:  # stopped meanwhile: apply them here
+            self._detached_to = {}
+            self._apply_each(found, names, strict=False)
+
+    def _apply_detached(self, found: _Read, names: list[str]) -> None:
+        try:
+            self._apply_each(found, names, strict=False)  # failures noted, retried later
+        finally:
+            for name in names:  # one that failed is read again from where it is
+                if self._known.get(name, 0) < found.through:
+                    self._detached_to.pop(name, None)
+            with self._advanced:
+                self._advanced.notify_all()
+
+    def _drain(self) -> None:
+        """Wait for the detached projections' batch in flight, if any."""
+        run, self._detached_run = self._detached_run, None
+        if run is not None:
+            run.result()
+        self._detached_to = {}
+
+    def _start_of(self, names: Collection[str]) -> int:
+        """Where the next batch starts: the least position ``names`` are at or are being
+        taken to (the detached ones' batch in flight counts as done)."""
+        ahead = self._detached_to
+        return min(max(self._known[n], ahead.get(n, 0)) for n in names)
 
     def _apply_each(self, found: _Read, names: Sequence[str], *, strict: bool) -> None:
         tracking = Tracking(self.app.name, found.through)
@@ -342,7 +404,7 @@ class Projector:
                 self._known[name] = self.position(name)
         if not active:
             return 0
-        start = min(self._known[n] for n in active)
+        start = self._start_of(active)
         found = self._read_ahead(start)
         if found.through > start:
             self._apply(found, active, strict=False)
@@ -396,6 +458,7 @@ class Projector:
         Entries are replaced, never removed: a caller catching up in another thread
         reads them meanwhile."""
         with self._applying:
+            self._drain()
             for name in self._projections:
                 self._known[name] = self.position(name)
 
@@ -424,6 +487,10 @@ class Projector:
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
+        if self._detaching is not None:  # its batch in flight finishes: a batch boundary
+            self._detaching.shutdown(wait=True)
+            self._detaching = self._detached_run = None
+            self._detached_to = {}
         for pool in (self._workers, self._reader):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -29,7 +29,7 @@ from application.reads import (
 from domain.usage import TimeWindow
 from infrastructure.cursors import TrackedCursor
 from infrastructure.keys import KeyStore
-from infrastructure.projections import READS, make_projections, make_views
+from infrastructure.projections import DETACHED, READS, make_projections, make_views
 from infrastructure.server_secrets import DASHBOARD_SESSIONS, PORTAL_LINKS, ServerSecretStore
 from infrastructure.settings import Settings
 from infrastructure.store import (
@@ -103,6 +103,7 @@ def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Contai
         poll_interval=settings.follower_poll_seconds,
         read_wait=settings.read_wait_seconds,
         reads=READS,
+        detached=DETACHED,
     )
     reads = Reads(
         catalogue=views[CATALOGUE],

@@ -47,6 +47,9 @@ class Registered:
     # The projections whose rows this one reads while it applies a batch: it is applied
     # after them; the rest of a batch's projections are applied side by side.
     reads: tuple[str, ...] = ()
+    # Nothing another projection reads, no state shared: following the log, it applies
+    # a batch beside the next one's (``Projector``'s detached ones).
+    detached: bool = False
     # The rows the audit compares, from a table's stored rows: by default those rows.
     compared: Callable[[str, list[tuple[Any, ...]]], list[tuple[Any, ...]]] | None = None
 
@@ -80,6 +83,7 @@ REGISTRY: tuple[Registered, ...] = (
         seal_views.PostgresSeal,
         seal_views.NAMES,
         lambda _, views: seal.SealProjection(views[seal.SealProjection.name]),
+        detached=True,
         compared=seal_views.compared,
     ),
     Registered(
@@ -100,6 +104,7 @@ REGISTRY: tuple[Registered, ...] = (
         lambda ledger, views: credit_balances.CreditBalanceProjection(
             views[credit_balances.CreditBalanceProjection.name], _account_at(ledger)
         ),
+        detached=True,
     ),
     Registered(
         schedule.ScheduleProjection.name,
@@ -109,6 +114,7 @@ REGISTRY: tuple[Registered, ...] = (
         lambda ledger, views: schedule.ScheduleProjection(
             views[schedule.ScheduleProjection.name], ledger.aggregate_at
         ),
+        detached=True,
     ),
     # Last: its alerts measure from the usage tallies at the batch's end.
     Registered(
@@ -162,3 +168,4 @@ def make_projections(ledger: Ledger, views: Views) -> list[Projection]:
 
 
 READS = {entry.name: entry.reads for entry in REGISTRY}
+DETACHED = tuple(entry.name for entry in REGISTRY if entry.detached)

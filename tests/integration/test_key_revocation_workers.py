@@ -97,23 +97,27 @@ def descendants(root: int) -> set[int]:
 
 def owners(server: Served, responses: list[httpx.Response]) -> list[int]:
     """The pid of the worker that answered each response (on its still-open connection)."""
-    client_ports = [
-        r.extensions["network_stream"].get_extra_info("client_addr")[1] for r in responses
-    ]
+    return holders(
+        server, [r.extensions["network_stream"].get_extra_info("client_addr")[1] for r in responses]
+    )
+
+
+def holders(server: Served, client_ports: list[int]) -> list[int]:
+    """The pid of the worker holding the server's end of each client port's connection."""
     inodes: dict[int, str] = {}  # client port -> inode of the server's end
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
         if local == server.port:
             inodes[remote] = fields[9]
-    holders: dict[str, int] = {}
+    found: dict[str, int] = {}
     for pid in descendants(server.process.pid):
         for fd in Path(f"/proc/{pid}/fd").glob("*"):
             try:
-                holders[str(fd.readlink())] = pid
+                found[str(fd.readlink())] = pid
             except OSError:
                 continue
-    return [holders[f"socket:[{inodes[port]}]"] for port in client_ports]
+    return [found[f"socket:[{inodes[port]}]"] for port in client_ports]
 
 
 def test_a_revoke_holds_at_once_on_every_worker(served: Served) -> None:

@@ -15,30 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BOOTSTRAP_KEY
-from tests.integration.test_key_revocation_workers import Served, descendants, served
+from tests.integration.test_key_revocation_workers import Served, holders, served
 
 __all__ = ["served"]  # the fixture
 AT_ONCE = 16  # all on one worker by chance: 2 in 2**16
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads on Linux")
-
-
-def holders(server: Served, client_ports: list[int]) -> list[int]:
-    """The worker pid holding the server end of each client port's connection."""
-    inodes: dict[int, str] = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
-        if local == server.port:
-            inodes[remote] = fields[9]
-    owner: dict[str, int] = {}
-    for pid in descendants(server.process.pid):
-        for fd in Path(f"/proc/{pid}/fd").glob("*"):
-            try:
-                owner[str(fd.readlink())] = pid
-            except OSError:
-                continue
-    return [owner[f"socket:[{inodes[port]}]"] for port in client_ports]
 
 
 def listening(port: int) -> int:

@@ -194,3 +194,80 @@ def test_a_refused_batch_where_the_view_did_not_move_waits_like_any_failure() ->
     projector._known = {"dup": 0, "q": 0}
     with pytest.raises(IntegrityError, match="duplicate key"):  # catching up raises it
         projector.catch_up(names=["dup"])
+
+
+@dataclass
+class Slow:
+    """A projection that notes its batches, each taking ``seconds``, and the thread."""
+
+    name: str = "slow"
+    seconds: float = 0.05
+    seen: list[int] = field(default_factory=list)
+    threads: set[str] = field(default_factory=set)
+    ended: list[float] = field(default_factory=list)
+
+    @property
+    def view(self) -> Any:
+        return None
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        time.sleep(self.seconds)
+        self.threads.add(threading.current_thread().name)
+        self.seen += [n.id for n in batch.notifications]
+        self.ended.append(time.monotonic())
+
+
+def test_a_detached_projection_applies_a_batch_beside_the_next_one_in_order() -> None:
+    log, main, slow = Log(60), Slow(name="main"), Slow()
+    projector = Projector(log, [main, slow], batch_size=10, detached=["slow"])  # type: ignore[arg-type]
+    projector._known = {"main": 0, "slow": 0}
+    started = time.monotonic()
+    counts = [projector.step() for _ in range(7)]
+    projector.stop()  # waits for the batch in flight: a batch boundary
+    assert counts == [10, 20, 30, 0, 0, 0, 0]  # the next read starts where it is being taken
+    assert main.seen == slow.seen == list(range(1, 61))  # each once, in order
+    assert main.threads == {"MainThread"}
+    assert {t.split("_")[0] for t in slow.threads} == {"projection-detached"}
+    # side by side: three batches of both took about three batches' time, not six
+    assert time.monotonic() - started < 5 * main.seconds
+    assert all(a < b for a, b in zip(slow.ended, main.ended[1:], strict=False))  # one behind
+
+
+def test_catching_up_applies_a_detached_projection_with_the_rest() -> None:
+    log, main, slow = Log(25), Slow(name="main", seconds=0), Slow()
+    projector = Projector(log, [main, slow], batch_size=10, detached=["slow"])  # type: ignore[arg-type]
+    projector._known = {"main": 0, "slow": 0}
+    moved = projector._known  # where each view is: the projector's own note of it here
+    projector.position = lambda name: moved[name]  # type: ignore[method-assign]
+    assert projector.step() == 10  # following: the detached batch in flight
+    assert projector.catch_up() == 15  # after it: from where both are
+    assert main.seen == slow.seen == list(range(1, 26))
+    assert len(slow.threads) == 2  # the first batch in its own thread, the rest here
+
+
+@dataclass
+class FailsOnce(Slow):
+    failed: bool = False
+
+    def process(self, batch: Batch, tracking: Tracking, after: int) -> None:
+        if not self.failed and batch.notifications[0].id > 10:
+            self.failed = True
+            raise RuntimeError("the store went away")
+        super().process(batch, tracking, after)
+
+
+def test_a_detached_batch_that_fails_is_read_again_from_where_it_stopped() -> None:
+    log, main, flaky = Log(40), Slow(name="main", seconds=0), FailsOnce(seconds=0)
+    projector = Projector(log, [main, flaky], batch_size=10, detached=["slow"])  # type: ignore[arg-type]
+    projector._known = {"main": 0, "slow": 0}
+    for _ in range(4):
+        projector.step()
+    projector.stop()
+    assert isinstance(projector.errors["slow"], RuntimeError)
+    projector._retry_at.clear()  # its backoff over
+    while projector.step():
+        pass
+    projector.stop()
+    assert main.seen == list(range(1, 41))
+    assert flaky.seen == list(range(1, 41))  # the failed batch again, each event once
+    assert "slow" not in projector.errors
