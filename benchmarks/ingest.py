@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/ingest.py [--seconds 60] [--workers 1,2,3] [-
 
 For each worker count, on a fresh scratch database, ``ledger serve --workers W``
 takes batches of 1,000 fresh events (5 customers, tokens and model in the
-metadata) from C keep-alive connections (default 2 per worker + 2) for
+metadata) from C keep-alive connections (default 4 per worker + 2; the kernel
+spreads them over the workers by a hash, so a few could all meet one) for
 ``--seconds``. Meters are made over the API first, as a user would: a count
 and a tokens sum of ``api.call``, and a count of the probe events.
 
@@ -271,7 +272,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the load")
     parser.add_argument("--workers", default="1,2,3", help="comma list of ledger serve --workers")
     parser.add_argument(
-        "--connections", type=int, help="client connections (default 2 a worker + 2)"
+        "--connections", type=int, help="client connections (default 4 a worker + 2)"
     )
     parser.add_argument(
         "--rate", type=float, default=0.0, help="events/s offered (default 0: as fast as it takes)"
@@ -288,7 +289,7 @@ def main() -> int:
     results, failed = [], []
     for workers in counts:
         try:
-            result = run_once(workers, args.connections or 2 * workers + 2, args.seconds, args.rate)
+            result = run_once(workers, args.connections or 4 * workers + 2, args.seconds, args.rate)
         except Exception as error:  # noqa: BLE001 - the other worker counts still run
             print(f"\n{workers} worker(s): FAILED: {error}", file=sys.stderr)
             failed.append(workers)
