@@ -49,15 +49,11 @@ class BinaryArrayPostgresRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.insert_events_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
         insert_all = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self.insert_events_statement = insert_all + SQL("RETURNING notification_id")
         self.insert_all_statement = insert_all + SQL("RETURNING originator_id")
         self.insert_new_statement = insert_all + SQL(
             "ON CONFLICT (originator_id, originator_version) DO NOTHING RETURNING originator_id"
